@@ -1,0 +1,231 @@
+"""The job runtime contract every job uses (docs/contracts.md).
+
+A job is `main(ctx)`; `run_job(main)` loads and validates the one JSON config, builds the context,
+and maps outcomes to exit codes: 0 done, 65 invalid input (the Job fails at once), 75 retriable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from osmf_operator.api import INVALID_INPUT_EXIT_CODE, KINDS, RETRIABLE_EXIT_CODE, JobConfig, SpecError
+from osmf_operator.api.resource import format_errors
+from osmf_operator.store import MANIFEST, PROGRESS, ArtifactStore, StoreError, file_digest, open_store
+
+PROGRESS_INTERVAL_SECONDS = 5.0
+
+
+class InvalidInput(Exception):
+    """The job's input is wrong; retrying cannot help. The message is one line naming what and how to fix."""
+
+
+class Retriable(Exception):
+    """A transient failure (storage, preemption); the Job retries within its backoffLimit."""
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class DistributedEnv:
+    """torchrun's environment; a plain process is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "DistributedEnv":
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class JobContext:
+    config: JobConfig
+    spec: Any
+    shard_index: int = 0
+    dist: DistributedEnv = field(default_factory=DistributedEnv)
+    started: str = field(default_factory=now_rfc3339)
+    _last_progress: float = 0.0
+    _progress_started: float = field(default_factory=time.monotonic)
+
+    @property
+    def step(self) -> str:
+        return self.config.step
+
+    @property
+    def shard_count(self) -> int:
+        return self.config.shards
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        """The run directory."""
+        return open_store(self.config.run.uri)
+
+    @property
+    def step_is_sharded(self) -> bool:
+        return any(s.name == self.step and s.sharded for s in KINDS[self.config.kind].steps)
+
+    @property
+    def shard_store(self) -> ArtifactStore:
+        """Where this shard writes (shards/<i>/ of the run directory)."""
+        return self.store.child(f"shards/{self.shard_index}")
+
+    def input_store(self, name: str) -> ArtifactStore:
+        if name not in self.config.inputs:
+            raise InvalidInput(f"config inputs: '{name}' is missing; the {self.config.kind} needs it")
+        return open_store(self.config.inputs[name].uri)
+
+    def has_input(self, name: str) -> bool:
+        return name in self.config.inputs
+
+    @cached_property
+    def scratch(self) -> Path:
+        """A local working directory for this process."""
+        return Path(tempfile.mkdtemp(prefix=f"osmf-{self.config.kind.lower()}-{self.step}-"))
+
+    def fetch(self, store: ArtifactStore, rel: str) -> Path:
+        """A local path for a stored file or prefix (the file itself for file://, a scratch copy for s3://)."""
+        local = store.local_path(rel)
+        if local is not None:
+            if not local.exists():
+                raise FileNotFoundError(f"{store.uri}/{rel}: not found")
+            return local
+        target = self.scratch / "fetched" / store.uri.replace("://", "/").replace("/", "_") / rel
+        if not target.exists():
+            store.download(rel, target)
+        return target
+
+    def progress(self, current: int, total: int, metrics: dict[str, float] | None = None, force: bool = False) -> None:
+        """Report progress of the running step; written at most every few seconds unless forced."""
+        if not self.dist.is_main:
+            return
+        now = time.monotonic()
+        if not force and current < total and now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_progress = now
+        elapsed = now - self._progress_started
+        eta = elapsed / current * (total - current) if current > 0 and total >= current else None
+        doc = {
+            "step": self.step,
+            "current": int(current),
+            "total": int(total),
+            "percent": round(100.0 * current / total, 2) if total else 0.0,
+            "etaSeconds": round(eta, 1) if eta is not None else None,
+            "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+            "updated": now_rfc3339(),
+        }
+        target = self.shard_store if self.step_is_sharded else self.store
+        try:
+            target.write_json(PROGRESS, doc)
+        except (OSError, StoreError):
+            pass  # progress is advisory; never fail a job over it
+
+    def write_manifest(self, metrics: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """List every file of the run with size and sha256, then write manifest.json last."""
+        files = []
+        for rel in self.store.list():
+            if rel == MANIFEST or rel.endswith(PROGRESS):
+                continue
+            size, digest = file_digest(self.store, rel)
+            files.append({"path": rel, "size": size, "sha256": digest})
+        config = self.config
+        manifest = {
+            "apiVersion": config.api_version,
+            "kind": config.kind,
+            "name": config.metadata.name,
+            "namespace": config.metadata.namespace,
+            "uid": config.metadata.uid,
+            "generation": config.metadata.generation,
+            "inputHash": config.run.input_hash,
+            "inputs": [
+                {"name": name, "kind": art.kind, "uri": art.uri, "digest": art.digest}
+                for name, art in sorted(config.inputs.items())
+            ],
+            "codeVersion": config.code_version,
+            "metrics": metrics,
+            "startTime": self.started,
+            "endTime": now_rfc3339(),
+            "files": files,
+            **(extra or {}),
+        }
+        self.store.write_json(MANIFEST, manifest)
+        return manifest
+
+
+def load_config(text: str) -> JobConfig:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"config: not valid JSON ({error.msg} at line {error.lineno})") from None
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidInput("; ".join(format_errors(error, "config"))) from None
+
+
+def build_context(config: JobConfig) -> JobContext:
+    try:
+        spec = config.typed_spec()
+    except SpecError as error:
+        raise InvalidInput(str(error)) from None
+    return JobContext(
+        config=config,
+        spec=spec,
+        shard_index=int(os.environ.get("JOB_COMPLETION_INDEX", 0)),
+        dist=DistributedEnv.from_env(),
+    )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -> None:
+    """Entry point of every job: parse --config, run main(ctx), exit with the contract's code."""
+    parser = argparse.ArgumentParser(description="Run one OSMF job step from its JSON config.")
+    parser.add_argument("--config", required=True, help="path of the job config JSON ('-' reads stdin)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        text = sys.stdin.read() if args.config == "-" else Path(args.config).read_text()
+        ctx = build_context(load_config(text))
+        main(ctx)
+    except (InvalidInput, FileNotFoundError) as error:  # a missing file is the input's fault
+        print(f"osmf: invalid input: {one_line(error)}", file=sys.stderr)
+        sys.exit(INVALID_INPUT_EXIT_CODE)
+    except (Retriable, StoreError, ConnectionError, TimeoutError) as error:
+        print(f"osmf: retriable failure: {one_line(error)}", file=sys.stderr)
+        sys.exit(RETRIABLE_EXIT_CODE)
+    except BaseException as error:  # noqa: BLE001 - classify OOM, re-raise everything else
+        if is_out_of_memory(error):
+            print(f"osmf: retriable failure: out of memory: {one_line(error)}", file=sys.stderr)
+            sys.exit(RETRIABLE_EXIT_CODE)
+        raise
+    sys.exit(0)

@@ -1,0 +1,405 @@
+"""The five osmf.dev/v1alpha1 kinds: spec models with the paper's defaults, and their metadata.
+
+Defaults follow "One Size, Many Fits" (arXiv 2602.02033); where it is silent, CAIG (arXiv 2502.06823).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .common import (
+    ApiModel,
+    ObjectRef,
+    RenderingSpec,
+    Resources,
+    RunPolicy,
+    Uri,
+    cel,
+    check_uri,
+    resources_default,
+)
+
+IMMUTABLE = "self == oldSelf"
+
+
+def immutable_ref(description: str, optional: bool = False):
+    """A reference that cannot change once set: a new reference is a new resource."""
+    extra = {"x-kubernetes-validations": [cel(IMMUTABLE, "is immutable; create a new resource instead")]}
+    if optional:
+        return Field(default=None, description=description, json_schema_extra=extra)
+    return Field(description=description, json_schema_extra=extra)
+
+
+# ---- AudienceGrouping --------------------------------------------------------------------------
+
+
+class DataSource(ApiModel):
+    uri: Uri = Field(description="Dataset root holding users, products, images and impressions tables (s3://, file:// or a local path).")
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        return check_uri(value)
+
+
+class PreferenceModelSpec(ApiModel):
+    """The PAAG preference model: user attributes × product title × product image → 128-d preference embedding."""
+
+    text_encoder: str = Field(
+        default="builtin:all-MiniLM-L6-v2", min_length=1, max_length=1024,
+        description="Title encoder: a Hugging Face model directory (s3://, file://) or builtin:all-MiniLM-L6-v2.",
+    )
+    image_encoder: str = Field(
+        default="builtin:resnet-tiny", min_length=1, max_length=1024,
+        description="Image encoder: a Hugging Face ResNet/CLIP vision directory (s3://, file://) or builtin:resnet-tiny.",
+    )
+    embedding_dim: int = Field(default=128, ge=8, le=1024, description="Width of the preference embedding.")
+    epochs: int = Field(default=4, ge=1, le=100, description="Passes over the training impressions.")
+    batch_size: int = Field(default=1024, ge=8, le=65536, description="Impressions per optimisation step.")
+    learning_rate: float = Field(default=2e-3, gt=0, le=1, description="AdamW learning rate.")
+    held_out_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Share of impressions held out for AUROC.")
+    seed: int = Field(default=0, ge=0, description="Random seed.")
+
+    @field_validator("text_encoder", "image_encoder")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        return check_uri(value)
+
+
+class ClusteringSpec(ApiModel):
+    """Per-product K-means on preference embeddings, K chosen by silhouette."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            cel("self.minGroups <= self.maxGroups", "minGroups must be <= maxGroups", ".minGroups")]},
+    }
+
+    min_groups: int = Field(default=2, ge=1, le=5, description="Smallest K tried per product.")
+    max_groups: int = Field(default=5, ge=1, le=5, description="Largest K tried per product (the paper caps it at 5).")
+    silhouette_sample_size: int = Field(default=1000, ge=50, le=100000, description="Users sampled per product to score silhouette (exact silhouette is O(n²)).")
+    max_iterations: int = Field(default=50, ge=1, le=1000, description="K-means iterations.")
+    seed: int = Field(default=0, ge=0, description="Random seed.")
+
+    @model_validator(mode="after")
+    def _order(self) -> "ClusteringSpec":
+        if self.min_groups > self.max_groups:
+            raise ValueError("minGroups must be <= maxGroups")
+        return self
+
+
+class PrivacySpec(ApiModel):
+    min_group_size: int = Field(default=50, ge=1, le=1000000, description="No group smaller than this: smaller groups merge into the nearest one.")
+
+
+class AudienceGroupingSpec(ApiModel):
+    """Learn product-aware preference embeddings and discover audience groups per product (PAAG)."""
+
+    data: DataSource = Field(description="The impression logs and catalog.")
+    user_attributes: list[str] = Field(
+        min_length=1, max_length=32,
+        description="User attribute columns the model may read; no other column of the users table is ever read.",
+        json_schema_extra={"items": {"maxLength": 63}},
+    )
+    model: PreferenceModelSpec = Field(default_factory=PreferenceModelSpec, description="Preference model settings.")
+    clustering: ClusteringSpec = Field(default_factory=ClusteringSpec, description="Grouping settings.")
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec, description="Privacy floor.")
+    shards: int = Field(default=1, ge=1, le=1024, description="Pods that cluster products in parallel (Indexed Job).")
+    resources: Resources = resources_default(1, "4", "16Gi")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries and deadlines.")
+
+    @field_validator("user_attributes")
+    @classmethod
+    def _attributes(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("attribute names must be unique")
+        if "user_id" in value:
+            raise ValueError("user_id is an identifier, not an attribute; remove it")
+        return value
+
+
+# ---- GAIPDataset -------------------------------------------------------------------------------
+
+
+class PairSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            cel("self.minCtrRatio <= self.maxCtrRatio", "minCtrRatio must be <= maxCtrRatio", ".minCtrRatio")]},
+    }
+
+    min_ctr_ratio: float = Field(default=1.05, ge=1.0, le=100.0, description="Smallest chosen/rejected CTR ratio of a preference pair (CAIG 1.05).")
+    max_ctr_ratio: float = Field(default=1.20, ge=1.0, le=100.0, description="Largest chosen/rejected CTR ratio of a preference pair (CAIG 1.20).")
+
+    @model_validator(mode="after")
+    def _order(self) -> "PairSpec":
+        if self.min_ctr_ratio > self.max_ctr_ratio:
+            raise ValueError("minCtrRatio must be <= maxCtrRatio")
+        return self
+
+
+class SplitSpec(ApiModel):
+    eval_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of products held out for evaluation.")
+    seed: int = Field(default=0, ge=0, description="Random seed of the product split.")
+
+
+class CaptionerSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            cel("self.kind != 'vlm' || has(self.uri)", "a vlm captioner needs uri", ".uri")]},
+    }
+
+    kind: Literal["probe", "vlm"] = Field(default="probe", description="probe: deterministic image statistics → style words; vlm: a vision-language model.")
+    uri: str | None = Field(default=None, max_length=1024, description="Vision-language model directory (vlm only).")
+    prompt: str = Field(
+        default="Describe the background of this advertising image: palette, scene, lighting and mood.",
+        max_length=1024, description="Instruction given to the vision-language model.",
+    )
+
+    @model_validator(mode="after")
+    def _uri(self) -> "CaptionerSpec":
+        if self.kind == "vlm" and not self.uri:
+            raise ValueError("a vlm captioner needs uri")
+        if self.uri:
+            check_uri(self.uri)
+        return self
+
+
+class GAIPDatasetSpec(ApiModel):
+    """Group-level CTR per (product, group, image) and preference pairs (GAIP)."""
+
+    grouping_ref: ObjectRef = immutable_ref("The AudienceGrouping whose groups and logs are used.")
+    min_impressions: int = Field(default=1000, ge=1, le=10**9, description="Keep a (product, group, image) only with at least this many impressions (CAIG 1000).")
+    pairs: PairSpec = Field(default_factory=PairSpec, description="Preference pair selection.")
+    split: SplitSpec = Field(default_factory=SplitSpec, description="Train/eval split by product.")
+    captioner: CaptionerSpec = Field(default_factory=CaptionerSpec, description="How logged images' backgrounds are described.")
+    shards: int = Field(default=1, ge=1, le=1024, description="Pods that aggregate products in parallel (Indexed Job).")
+    resources: Resources = resources_default(0, "2", "8Gi")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries and deadlines.")
+
+
+# ---- GMLLMTraining -----------------------------------------------------------------------------
+
+
+class ModelSource(ApiModel):
+    uri: Uri = Field(description="Model directory (s3://, file://, a local path) or builtin:tiny-llava for tests and the demo.")
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        return check_uri(value)
+
+
+class TrainingSpec(ApiModel):
+    epochs: int = Field(default=10, ge=1, le=1000, description="Passes over the training set (paper: 10).")
+    learning_rate: float = Field(default=2e-6, gt=0, le=1, description="Peak learning rate (paper: 2e-6).")
+    scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Share of steps spent warming up.")
+    batch_size: int = Field(default=4, ge=1, le=1024, description="Examples per device per step.")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024, description="Steps accumulated per optimiser update.")
+    precision: Literal["bf16", "fp16", "fp32"] = Field(default="bf16", description="Compute precision on GPU; CPU runs in fp32.")
+    max_steps: int = Field(default=0, ge=0, description="Cap on optimiser steps; 0 = no cap.")
+    checkpoint_every_steps: int = Field(default=200, ge=1, description="Checkpoint interval; a retried Job resumes from the last one.")
+    max_length: int = Field(default=512, ge=16, le=32768, description="Token limit per example.")
+    seed: int = Field(default=0, ge=0, description="Random seed.")
+
+
+class RewardSpec(ApiModel):
+    ctr_loss_weight: float = Field(default=0.5, ge=0, le=10, description="Weight of the CTR regression term beside the pairwise loss (CAIG 0.5).")
+
+
+class GMLLMTrainingSpec(ApiModel):
+    """Train the group-aware multimodal LLM (task pretrain) or its reward model (task reward)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            cel("self.task != 'reward' || has(self.initFromRef)", "task reward needs initFromRef (a pretrain run)", ".initFromRef"),
+            cel("self.task != 'pretrain' || has(self.baseModel)", "task pretrain needs baseModel", ".baseModel"),
+            cel("self.task == oldSelf.task", "task is immutable; create a new resource instead", ".task"),
+        ]},
+    }
+
+    task: Literal["pretrain", "reward"] = Field(description="pretrain: the G-MLLM; reward: the GRM initialised from a pretrain run.")
+    dataset_ref: ObjectRef = immutable_ref("The GAIPDataset to train on.")
+    base_model: ModelSource | None = Field(default=None, description="LLaVA-style base model (pretrain; paper: LLaVA-1.6-Vicuna-7B).")
+    init_from_ref: ObjectRef | None = immutable_ref("The pretrain GMLLMTraining to start from (reward).", optional=True)
+    group_tokens: int = Field(default=10, ge=1, le=64, description="Soft tokens made from the group's representative vectors.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation settings.")
+    reward: RewardSpec = Field(default_factory=RewardSpec, description="Reward-model settings (task reward).")
+    resources: Resources = resources_default(8, "32", "256Gi")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries and deadlines.")
+
+    @model_validator(mode="after")
+    def _task_inputs(self) -> "GMLLMTrainingSpec":
+        if self.task == "reward" and self.init_from_ref is None:
+            raise ValueError("task reward needs initFromRef (a pretrain run)")
+        if self.task == "pretrain" and self.base_model is None:
+            raise ValueError("task pretrain needs baseModel")
+        return self
+
+
+# ---- GroupDPORun -------------------------------------------------------------------------------
+
+
+class DPOSpec(ApiModel):
+    beta: float = Field(default=0.5, gt=0, le=10, description="DPO temperature β (CAIG 0.5).")
+    learning_rate: float = Field(default=2e-5, gt=0, le=1, description="LoRA learning rate.")
+    epochs: int = Field(default=3, ge=1, le=100, description="Epochs per round.")
+    rounds: int = Field(default=5, ge=1, le=50, description="Online rounds of sample → render → score → train (CAIG 5).")
+    samples_per_group: int = Field(default=4, ge=2, le=64, description="Prompts sampled per (product, group) per round.")
+    temperature: float = Field(default=1.0, gt=0, le=5, description="Sampling temperature.")
+    max_new_tokens: int = Field(default=48, ge=4, le=1024, description="Longest generated prompt.")
+    batch_size: int = Field(default=4, ge=1, le=1024, description="Pairs per device per step.")
+    precision: Literal["bf16", "fp16", "fp32"] = Field(default="bf16", description="Compute precision on GPU; CPU runs in fp32.")
+    seed: int = Field(default=0, ge=0, description="Random seed.")
+
+
+class LoraSpec(ApiModel):
+    r: int = Field(default=16, ge=1, le=512, description="LoRA rank.")
+    alpha: int = Field(default=32, ge=1, le=1024, description="LoRA alpha.")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"], min_length=1, max_length=32,
+        description="Module names adapted by LoRA.", json_schema_extra={"items": {"maxLength": 63}},
+    )
+
+
+class GroupDPORunSpec(ApiModel):
+    """Align the G-MLLM to group preferences with Group-DPO, judged by the GRM."""
+
+    policy_ref: ObjectRef = immutable_ref("The pretrain GMLLMTraining to align.")
+    reward_model_ref: ObjectRef = immutable_ref("The reward GMLLMTraining (GRM) that judges samples.")
+    dataset_ref: ObjectRef = immutable_ref("The GAIPDataset whose products and groups are sampled.")
+    dpo: DPOSpec = Field(default_factory=DPOSpec, description="Group-DPO settings.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter settings.")
+    rendering: RenderingSpec = Field(default_factory=RenderingSpec, description="How samples are rendered before the GRM scores them.")
+    resources: Resources = resources_default(8, "32", "256Gi")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries and deadlines.")
+
+
+# ---- AdImageCampaign ---------------------------------------------------------------------------
+
+
+class GeneratorRef(ApiModel):
+    kind: Literal["GroupDPORun", "GMLLMTraining"] = Field(description="GroupDPORun (aligned policy) or GMLLMTraining (a pretrain run).")
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Name of the generator in this namespace.")
+
+
+class ServingSpec(ApiModel):
+    enabled: bool = Field(default=False, description="Create a KServe InferenceService that maps viewers to images.")
+    min_replicas: int = Field(default=1, ge=0, le=100, description="Smallest number of predictor replicas.")
+    max_replicas: int = Field(default=1, ge=1, le=1000, description="Largest number of predictor replicas.")
+    protocol: Literal["v1", "v2"] = Field(default="v1", description="KServe protocol version.")
+    resources: Resources = Field(
+        default_factory=lambda: Resources(gpus_per_node=0, cpu="1", memory="2Gi"),
+        description="Predictor pod resources (CPU by default: assignment needs no GPU).",
+    )
+
+
+class GenerationSpec(ApiModel):
+    temperature: float = Field(default=1.0, gt=0, le=5, description="Prompt sampling temperature.")
+    max_new_tokens: int = Field(default=48, ge=4, le=1024, description="Longest generated prompt.")
+
+
+class AdImageCampaignSpec(ApiModel):
+    """Generate one image per (product, audience group), pick the best, and serve them."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            cel("!self.serving.enabled || self.serving.minReplicas <= self.serving.maxReplicas",
+                "serving.minReplicas must be <= serving.maxReplicas", ".serving.minReplicas"),
+        ]},
+    }
+
+    grouping_ref: ObjectRef = immutable_ref("The AudienceGrouping whose groups get images.")
+    generator_ref: GeneratorRef = immutable_ref("The prompt generator: a GroupDPORun or a pretrain GMLLMTraining.")
+    reward_model_ref: ObjectRef | None = immutable_ref("The reward GMLLMTraining that picks the best candidate; without it the first candidate is kept.", optional=True)
+    products: list[str] = Field(
+        default_factory=list, max_length=100000,
+        description="Product ids to cover; empty = every product of the grouping.",
+        json_schema_extra={"items": {"maxLength": 256}},
+    )
+    images_per_group: int = Field(default=4, ge=1, le=64, description="Candidates rendered per (product, group); the best is kept.")
+    generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Prompt sampling settings.")
+    rendering: RenderingSpec = Field(default_factory=RenderingSpec, description="PCIG rendering settings.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="KServe serving settings.")
+    shards: int = Field(default=1, ge=1, le=1024, description="Pods that render products in parallel (Indexed Job).")
+    resources: Resources = resources_default(1, "8", "32Gi")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries and deadlines.")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "AdImageCampaignSpec":
+        if self.serving.min_replicas > self.serving.max_replicas:
+            raise ValueError("serving.minReplicas must be <= serving.maxReplicas")
+        return self
+
+
+# ---- kind registry -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    sharded: bool = False
+    gpu: bool = True  # False: the step runs on CPU whatever spec.resources asks (merges)
+    distributed: bool = False  # True: torchrun across gpusPerNode × nodes
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    plural: str
+    short_name: str
+    spec_model: type[ApiModel]
+    job_module: str
+    steps: tuple[Step, ...]
+    key_metric: str
+    description: str
+    extra_columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+
+KINDS: dict[str, KindInfo] = {
+    info.kind: info
+    for info in (
+        KindInfo(
+            "AudienceGrouping", "audiencegroupings", "ag", AudienceGroupingSpec, "osmf_jobs.grouping",
+            (Step("train"), Step("cluster", sharded=True), Step("merge", gpu=False)),
+            key_metric="auroc", description="Discovers audience groups per product from impression logs (PAAG).",
+        ),
+        KindInfo(
+            "GAIPDataset", "gaipdatasets", "gaip", GAIPDatasetSpec, "osmf_jobs.gaip",
+            (Step("aggregate", sharded=True), Step("merge", gpu=False)),
+            key_metric="pairs", description="Group-level CTR per (product, group, image) and preference pairs (GAIP).",
+        ),
+        KindInfo(
+            "GMLLMTraining", "gmllmtrainings", "gmllm", GMLLMTrainingSpec, "osmf_jobs.gmllm",
+            (Step("train", distributed=True),),
+            key_metric="eval_loss", description="Trains the group-aware multimodal LLM (pretrain) or its reward model (reward).",
+            extra_columns=(PrinterColumn("Task", ".spec.task"),),
+        ),
+        KindInfo(
+            "GroupDPORun", "groupdporuns", "gdpo", GroupDPORunSpec, "osmf_jobs.groupdpo",
+            (Step("train", distributed=True),),
+            key_metric="win_rate", description="Aligns the G-MLLM to group preferences with Group-DPO.",
+        ),
+        KindInfo(
+            "AdImageCampaign", "adimagecampaigns", "aic", AdImageCampaignSpec, "osmf_jobs.campaign",
+            (Step("generate", sharded=True), Step("merge", gpu=False)),
+            key_metric="images", description="Makes one image per (product, audience group) and serves them.",
+            extra_columns=(PrinterColumn("URL", ".status.children.url", priority=1),),
+        ),
+    )
+}

@@ -1,0 +1,108 @@
+"""Whole objects (apiVersion, kind, metadata, spec, status) and readable spec errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .common import API_VERSION, ApiModel, OsmfStatus
+from .kinds import KINDS, KindInfo
+
+
+class SpecError(ValueError):
+    """A resource that does not validate; `problems` are one-line `path: message` strings."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 1
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass
+class Resource:
+    """A parsed OSMF object: the typed spec plus its status as last written."""
+
+    info: KindInfo
+    metadata: Metadata
+    spec: ApiModel
+    status: OsmfStatus
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+
+def format_errors(error: ValidationError, prefix: str) -> list[str]:
+    problems = []
+    for item in error.errors():
+        path = ".".join([prefix, *(str(p) for p in item["loc"])]) if item["loc"] else prefix
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        problems.append(f"{path}: {message}")
+    return problems
+
+
+def kind_info(doc: dict[str, Any]) -> KindInfo:
+    if not isinstance(doc, dict):
+        raise SpecError(["<document>: not a mapping; each YAML document must be one object"])
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        known = ", ".join(KINDS)
+        raise SpecError([f"kind: unknown kind {kind!r}; use one of {known}"])
+    api_version = doc.get("apiVersion")
+    if api_version != API_VERSION:
+        raise SpecError([f"apiVersion: {api_version!r} is not served; use {API_VERSION}"])
+    return KINDS[kind]
+
+
+def parse_resource(doc: dict[str, Any], default_namespace: str = "default") -> Resource:
+    """Validate a whole object; raise SpecError naming every bad field."""
+    info = kind_info(doc)
+    problems: list[str] = []
+    unknown = sorted(set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"})
+    problems += [f"{key}: unknown top-level field; remove it" for key in unknown]
+    metadata = None
+    try:
+        metadata = Metadata.model_validate({"namespace": default_namespace, **(doc.get("metadata") or {})})
+    except ValidationError as error:
+        problems += format_errors(error, "metadata")
+    spec = None
+    if "spec" not in doc:
+        problems.append("spec: required field is missing")
+    else:
+        try:
+            spec = info.spec_model.model_validate(doc["spec"])
+        except ValidationError as error:
+            problems += format_errors(error, "spec")
+    if problems:
+        raise SpecError(problems)
+    status = OsmfStatus.model_validate(doc.get("status") or {})
+    return Resource(info=info, metadata=metadata, spec=spec, status=status, body=doc)
