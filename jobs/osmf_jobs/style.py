@@ -72,7 +72,7 @@ _SYNONYMS = {
 }
 _WORD_AXIS = {word: axis for axis, words in AXES.items() for word in words}
 
-_GRAIN_SIGMA = 16.0  # film grain of the energetic/festive moods, added after lighting
+_GRAIN_SIGMA = 9.0  # film grain of the energetic/festive moods, added after lighting
 _CONFETTI_FRACTION = 0.03  # share of pixels set to pure white/black in playful/festive moods
 _RING = 0.10  # probe reads the outer 10% on each side; compose keeps the product inside 0.78
 
@@ -147,10 +147,9 @@ def _pattern_mix(pattern: str, size: int, rng: np.random.Generator) -> np.ndarra
     if pattern == "checkered":
         return ((np.floor((x + ox) / half) + np.floor((y + oy) / half)) % 2).astype(np.float64)
     if pattern == "dotted":
-        q = 1.25 * period
-        dx = np.mod(x + ox, q) - q / 2
-        dy = np.mod(y + oy, q) - q / 2
-        return (dx * dx + dy * dy <= (0.3 * q) ** 2).astype(np.float64)
+        dx = np.mod(x + ox, period) - period / 2
+        dy = np.mod(y + oy, period) - period / 2
+        return (dx * dx + dy * dy <= (0.27 * period) ** 2).astype(np.float64)
     if pattern == "wavy":
         shifted = y + oy + (period / 3) * np.sin(2 * np.pi * (x + ox) / (4 * period))
         return (np.floor(shifted / half) % 2).astype(np.float64)
@@ -272,7 +271,8 @@ def probe_features(image) -> dict[str, float]:
     axis = vt[0]
     s = np.zeros((h, w))
     s[valid] = (pix - mean) @ axis
-    smooth = _box3(s, valid)
+    # Grain makes single pixels unreliable; average it out before labelling.
+    smooth = _box3(s, valid) if feats["grain"] > 10.0 else s
 
     # Gradient: the projection depends on the row only, linearly.
     rows = np.arange(h, dtype=np.float64)
@@ -292,12 +292,11 @@ def probe_features(image) -> dict[str, float]:
         if not (sv > thr).any() or (sv > thr).all():
             break
         lo, hi = sv[sv <= thr].mean(), sv[sv > thr].mean()
-    labels = smooth > (lo + hi) / 2
+    thr = (lo + hi) / 2
+    labels = smooth > thr
     feats["h_trans"] = float((labels[:, 1:] != labels[:, :-1])[both_h].mean()) if both_h.any() else 0.0
     both_v = valid[1:, :] & valid[:-1, :]
     feats["v_trans"] = float((labels[1:, :] != labels[:-1, :])[both_v].mean()) if both_v.any() else 0.0
-    frac = labels[valid].mean()
-    feats["minority"] = float(min(frac, 1 - frac))
 
     if r2 > 0.7:
         # Colour is linear in the row: extrapolate to the top and bottom rows.
@@ -306,9 +305,13 @@ def probe_features(image) -> dict[str, float]:
         coef, *_ = np.linalg.lstsq(design, pix, rcond=None)
         c1, c2 = coef[0], coef[0] + coef[1] * (h - 1)
     else:
-        lab = labels[valid]
-        c1 = pix[~lab].mean(axis=0) if (~lab).any() else mean
-        c2 = pix[lab].mean(axis=0) if lab.any() else mean
+        # Colours from confidently labelled pixels (away from edges and mixed neighbourhoods).
+        low_sel, high_sel = sv <= thr - 0.5 * (thr - lo), sv >= thr + 0.5 * (hi - thr)
+        c1 = pix[low_sel].mean(axis=0) if low_sel.any() else mean
+        c2 = pix[high_sel].mean(axis=0) if high_sel.any() else mean
+    # Share of the rarer colour, per pixel by nearest colour (smoothing would widen small dots).
+    nearer2 = np.sum((pix - c2) ** 2, axis=1) < np.sum((pix - c1) ** 2, axis=1)
+    feats["minority"] = float(min(nearer2.mean(), 1 - nearer2.mean()))
     feats.update({f"c1_{i}": float(c1[i]) for i in range(3)})
     feats.update({f"c2_{i}": float(c2[i]) for i in range(3)})
     return feats
@@ -317,7 +320,7 @@ def probe_features(image) -> dict[str, float]:
 def probe(image) -> Style:
     """The vocabulary style nearest to the background ring of `image` (RGB/RGBA array or PIL image)."""
     f = probe_features(image)
-    grain = f["grain"] > 12.0
+    grain = f["grain"] > 10.0
     confetti = f["confetti"] > 0.008
     mood = {(False, False): "calm", (True, False): "energetic",
             (False, True): "playful", (True, True): "festive"}[(grain, confetti)]
@@ -326,14 +329,14 @@ def probe(image) -> Style:
     ratio = h / (h + v) if h + v > 0 else 0.5
     if f["gradient_r2"] > 0.7:
         pattern = "gradient"
-    elif ratio > 0.8:
-        pattern = "striped"
-    elif ratio < 0.4:
-        pattern = "wavy"
-    elif f["minority"] > 0.4:
-        pattern = "checkered"
-    else:
+    elif f["minority"] < 0.38:
         pattern = "dotted"
+    elif ratio > 0.7:
+        pattern = "striped"
+    elif ratio < 0.39:
+        pattern = "wavy"
+    else:
+        pattern = "checkered"
 
     o1 = np.array([f["c1_0"], f["c1_1"], f["c1_2"]])
     o2 = np.array([f["c2_0"], f["c2_1"], f["c2_2"]])

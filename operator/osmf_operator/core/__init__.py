@@ -1,0 +1,20 @@
+"""The reconcile core (pure): plan a run, then decide actions and status. Shared by operator and local runtime."""
+
+from .plan import Blocked, RunPlan, dependency_keys, input_hash, plan_run, references
+from .reconcile import (
+    Decision,
+    Event,
+    JobRequest,
+    Observed,
+    ObservedJob,
+    ObservedService,
+    ServiceRequest,
+    decide,
+    job_name,
+    service_name,
+)
+
+__all__ = [
+    "Blocked", "RunPlan", "dependency_keys", "input_hash", "plan_run", "references", "Decision", "Event",
+    "JobRequest", "Observed", "ObservedJob", "ObservedService", "ServiceRequest", "decide", "job_name", "service_name",
+]

@@ -1,0 +1,112 @@
+"""Operator settings: one typed object, loaded once at start-up (the only module that reads the environment).
+
+In a cluster the Helm chart renders these as YAML into a ConfigMap mounted at OSMF_SETTINGS_FILE.
+User CRs never carry cluster specifics (labels that select the H100 pool, taints, images, bucket,
+credentials, Kueue queue): those live here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class SettingsModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Toleration(SettingsModel):
+    key: str
+    operator: str = "Exists"
+    value: str | None = None
+    effect: str | None = None
+
+
+class NodePool(SettingsModel):
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Labels that select the pool's nodes.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the pool's taints.")
+    gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name of the pool's GPUs.")
+
+
+def default_pools() -> dict[str, NodePool]:
+    # Autoscaled pools cannot scale from zero on GFD labels (NOTES.md), so the default selects by
+    # the cloud's accelerator label; platform teams override this in Helm values.
+    return {
+        "h100": NodePool(
+            node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+            tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        )
+    }
+
+
+class Images(SettingsModel):
+    operator: str = "ghcr.io/osmf/operator:0.1.0"
+    trainer: str = "ghcr.io/osmf/trainer:0.1.0"
+    predictor: str = "ghcr.io/osmf/predictor:0.1.0"
+    pull_policy: str = "IfNotPresent"
+
+
+class ArtifactSettings(SettingsModel):
+    root_uri: str = Field(default="s3://osmf-artifacts", description="Root of every run directory.")
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint for S3-compatible stores.")
+    region: str | None = None
+    credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; none = workload identity.")
+    service_account: str | None = Field(default=None, description="ServiceAccount for job and predictor pods (workload identity).")
+
+
+class KueueSettings(SettingsModel):
+    enabled: bool = False
+    default_queue: str = "osmf"
+
+
+class OperatorSettings(SettingsModel):
+    node_pools: dict[str, NodePool] = Field(default_factory=default_pools)
+    default_gpu_pool: str = "h100"
+    cpu_node_selector: dict[str, str] = Field(default_factory=dict, description="Labels for CPU-only pods (merges, GAIP).")
+    images: Images = Field(default_factory=Images)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    kueue: KueueSettings = Field(default_factory=KueueSettings)
+    watched_namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces.")
+    progress_interval_seconds: float = Field(default=30.0, ge=1.0)
+    requeue_seconds: float = Field(default=30.0, ge=1.0, description="How often running stages are re-checked.")
+    shm_size: str = "16Gi"
+    run_as_user: int = 1000
+    code_version: str = "0.1.0"
+
+    @model_validator(mode="after")
+    def _default_pool_exists(self) -> "OperatorSettings":
+        if self.default_gpu_pool not in self.node_pools:
+            raise ValueError(f"defaultGpuPool {self.default_gpu_pool!r} is not in nodePools ({', '.join(self.node_pools)})")
+        return self
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def parse_settings(data: dict[str, Any] | None) -> OperatorSettings:
+    try:
+        return OperatorSettings.model_validate(data or {})
+    except ValidationError as error:
+        lines = [f"settings.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+        raise SettingsError("; ".join(lines)) from None
+
+
+def load_settings(environ: dict[str, str] | None = None) -> OperatorSettings:
+    """Read OSMF_SETTINGS_FILE (YAML) and apply OSMF_ARTIFACT_ROOT on top; the one place env is read."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    path = env.get("OSMF_SETTINGS_FILE")
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise SettingsError(f"OSMF_SETTINGS_FILE {path}: {error}") from None
+    if env.get("OSMF_ARTIFACT_ROOT"):
+        data.setdefault("artifacts", {})["rootUri"] = env["OSMF_ARTIFACT_ROOT"]
+    return parse_settings(data)
