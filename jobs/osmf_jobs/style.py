@@ -309,7 +309,13 @@ def probe_features(image) -> dict[str, float]:
         low_sel, high_sel = sv <= thr - 0.5 * (thr - lo), sv >= thr + 0.5 * (hi - thr)
         c1 = pix[low_sel].mean(axis=0) if low_sel.any() else mean
         c2 = pix[high_sel].mean(axis=0) if high_sel.any() else mean
-    # Share of the rarer colour, per pixel by nearest colour (smoothing would widen small dots).
+        # Refine on raw pixels by nearest colour: smoothing blurs small dots into their background.
+        for _ in range(3):
+            near2 = np.sum((pix - c2) ** 2, axis=1) < np.sum((pix - c1) ** 2, axis=1)
+            if near2.all() or not near2.any():
+                break
+            c1, c2 = pix[~near2].mean(axis=0), pix[near2].mean(axis=0)
+    # Share of the rarer colour, per pixel by nearest colour.
     nearer2 = np.sum((pix - c2) ** 2, axis=1) < np.sum((pix - c1) ** 2, axis=1)
     feats["minority"] = float(min(nearer2.mean(), 1 - nearer2.mean()))
     feats.update({f"c1_{i}": float(c1[i]) for i in range(3)})
