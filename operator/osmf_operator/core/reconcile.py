@@ -424,11 +424,11 @@ class Reconciler:
         plan = obs.plan
         if obs.manifest is not None:
             manifest, digest = obs.manifest
-            ran_here = self.status.run is not None and self.status.run.input_hash == plan.input_hash
+            ran_here = (self.status.run is not None and self.status.run.input_hash == plan.input_hash) or any(
+                job.input_hash == plan.input_hash for job in obs.jobs
+            )
             already = self.conditions.get_status("Succeeded") == "True" and self.status.artifacts.input_hash == plan.input_hash
-            cache_hit = not ran_here or (already and self.conditions.get_reason("Succeeded") == "CacheHit")
-            if not ran_here:
-                self.run_state(plan)
+            cache_hit = self.conditions.get_reason("Succeeded") == "CacheHit" if already else not ran_here
             return self.succeeded(plan, manifest, digest, cache_hit=cache_hit)
         return self.advance(plan)
 

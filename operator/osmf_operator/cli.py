@@ -1,0 +1,176 @@
+"""`osmf`: the local runtime, offline rendering and validation, CRD generation, and job tools.
+
+Commands that need the ML stack (synth, grouping) run the job packages as subprocesses, so this
+module stays importable with the operator's light dependencies only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+DEFAULT_ARTIFACTS = "./osmf-artifacts"
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"osmf: {message}", file=sys.stderr)
+    return code
+
+
+def run_job_tool(module: str, args: list[str]) -> int:
+    """Run a job package's own CLI in a subprocess (keeps torch out of this process)."""
+    if importlib.util.find_spec("osmf_jobs") is None:
+        return fail("this command needs the job packages; install them with: pip install 'osmf[train]'")
+    return subprocess.call([sys.executable, "-m", module, *args])
+
+
+def load_resources(paths: list[str]):
+    from .api import SpecError, parse_resource
+    from .documents import DocumentError, load_documents
+
+    try:
+        docs = load_documents(paths)
+    except DocumentError as error:
+        return None, [str(error)]
+    resources, problems = [], []
+    for doc in docs:
+        try:
+            resources.append(parse_resource(doc.body))
+        except SpecError as error:
+            problems += [f"{doc.where}: {problem}" for problem in error.problems]
+    if not docs:
+        problems.append(f"{' '.join(paths)}: no resources found")
+    return resources, problems
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    resources, problems = load_resources(args.paths)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    return run_local(resources, args.artifacts, Console())
+
+
+def run_local(resources, artifacts: str, console: Console) -> int:
+    from .local.runner import LocalRuntime
+
+    runtime = LocalRuntime(artifacts, console=console)
+    run = runtime.run(resources)
+    console.print(runtime.summary_table(run))
+    report = runtime.write_report(run)
+    for resource in run.resources:
+        output = resource.status.artifacts.output
+        if resource.kind == "AdImageCampaign" and output is not None:
+            console.print(f"Campaign report: {output.uri}/report.html")
+    if report:
+        console.print(f"Run report: {report}")
+    return 0 if run.succeeded() else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .local.demo import demo_resources
+
+    console = Console()
+    root = Path(args.artifacts).absolute()
+    world = Path(args.world).absolute() if args.world else root / "demo-world"
+    if not (world / "users.parquet").exists():
+        console.print(f"[bold]Generating a synthetic ad world in {world}[/]")
+        code = run_job_tool("osmf_jobs.synth", [str(world), *(["--tiny"] if args.tiny else [])])
+        if code != 0:
+            return fail(f"synthetic world generation failed (exit {code})", code)
+    resources = demo_resources(world.as_uri())
+    code = run_local(resources, str(root), console)
+    if code == 0 and (world / "truth").exists():
+        subprocess.call([sys.executable, "-m", "osmf_jobs.synth.evaluate", "--world", str(world), "--artifacts", str(root)])
+    return code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate_paths
+
+    problems = validate_paths(args.paths)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print("all resources valid")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .render import render_paths
+
+    return render_paths(args.paths, args.settings, args.artifacts)
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from . import crdgen
+
+    if args.check:
+        drift = crdgen.check(Path(args.out))
+        for line in drift:
+            print(line)
+        return 1 if drift else 0
+    for path in crdgen.generate(Path(args.out)):
+        print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="osmf", description="One Size, Many Fits: group-aware ad images, locally or on Kubernetes.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="synthetic world → the whole pipeline on this machine → report")
+    demo.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="artifact root (default ./osmf-artifacts)")
+    demo.add_argument("--world", help="use this synthetic world instead of generating one")
+    demo.add_argument("--tiny", action="store_true", help="a tiny world (seconds, for smoke tests)")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run resources from YAML on this machine (local runtime)")
+    run.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    run.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="artifact root URI or path (default ./osmf-artifacts)")
+    run.set_defaults(func=cmd_run)
+
+    render = sub.add_parser("render", help="print the Kubernetes objects the operator would create, offline")
+    render.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    render.add_argument("--settings", help="operator settings YAML (as in the Helm chart's settings)")
+    render.add_argument("--artifacts", help="artifact root URI (overrides the settings)")
+    render.set_defaults(func=cmd_render)
+
+    validate = sub.add_parser("validate", help="check resources; one line per problem")
+    validate.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    validate.set_defaults(func=cmd_validate)
+
+    crds = sub.add_parser("crds", help="generate the CRDs from the API models")
+    crds.add_argument("--out", default="crds", help="output directory (default crds/)")
+    crds.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
+    crds.set_defaults(func=cmd_crds)
+
+    # Listed for --help; their arguments are parsed by the job package's own CLI (see FORWARDED).
+    sub.add_parser("synth", help="write a synthetic ad world (logs, catalog, truth): osmf synth OUT [--tiny]", add_help=False)
+    sub.add_parser("grouping", help="osmf grouping assign|score … with a grouping artifact", add_help=False)
+    return top
+
+
+FORWARDED = {"synth": "osmf_jobs.synth", "grouping": "osmf_jobs.paag"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in FORWARDED:
+        return run_job_tool(FORWARDED[argv[0]], argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

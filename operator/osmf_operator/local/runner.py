@@ -1,0 +1,198 @@
+"""The local runtime: the same resources, the same reconcile core, jobs as local subprocesses."""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..api import Resource
+from ..core import Decision, JobRequest, Observed, ObservedJob, ObservedService, decide, plan_run, references
+from ..core.plan import RunPlan
+from ..store import open_store, read_manifest
+from .executor import LocalExecutor
+
+LOCAL_SERVING_MESSAGE = "serving needs a cluster with KServe; locally, start the predictor from the campaign's artifact directory"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def local_uid(resource: Resource) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "osmf-local/" + "/".join(resource.key)))
+
+
+def topological(resources: list[Resource]) -> list[Resource]:
+    """Dependencies first; unknown references are left for the core to report."""
+    by_key = {(r.kind, r.name): r for r in resources}
+    ordered: list[Resource] = []
+    seen: set[tuple[str, str]] = set()
+
+    def visit(resource: Resource, stack: tuple) -> None:
+        key = (resource.kind, resource.name)
+        if key in seen or key in stack:
+            return
+        for ref in references(resource):
+            dep = by_key.get((ref.kind, ref.name))
+            if dep is not None:
+                visit(dep, stack + (key,))
+        seen.add(key)
+        ordered.append(resource)
+
+    for resource in resources:
+        visit(resource, ())
+    return ordered
+
+
+@dataclass
+class LocalRun:
+    resources: list[Resource]
+    artifact_root: str
+    jobs: dict[tuple, list[ObservedJob]] = field(default_factory=dict)
+
+    def succeeded(self) -> bool:
+        return all(status_of(r, "Succeeded") == "True" for r in self.resources)
+
+
+def status_of(resource: Resource, type_: str) -> str | None:
+    return next((c.status for c in resource.status.conditions if c.type == type_), None)
+
+
+def absolute_root(root: str) -> str:
+    if "://" in root:
+        return root
+    return Path(root).absolute().as_uri()
+
+
+class LocalRuntime:
+    def __init__(self, artifact_root: str, console: Console | None = None, workdir: Path | None = None,
+                 executor: LocalExecutor | None = None):
+        self.artifact_root = absolute_root(artifact_root)
+        self.console = console or Console()
+        root_store = open_store(self.artifact_root)
+        local = root_store.local_path()
+        self.workdir = Path(workdir) if workdir else (local / ".osmf-local" if local else Path.cwd() / ".osmf-local")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self.executor = executor or LocalExecutor(self.workdir, on_progress=self.show_progress)
+
+    # -- display --------------------------------------------------------------------------------
+
+    def show_progress(self, request: JobRequest, docs: list[dict]) -> None:
+        if self._progress is None:
+            return
+        if request.name not in self._tasks:
+            label = f"{request.kind}/{request.config['metadata']['name']} {request.step.name}"
+            self._tasks[request.name] = self._progress.add_task(label, total=100, detail="")
+        percent = sum(d.get("percent", 0.0) for d in docs) / max(len(docs), 1) if docs else 0.0
+        metrics = docs[0].get("metrics", {}) if docs else {}
+        detail = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:3])
+        self._progress.update(self._tasks[request.name], completed=percent, detail=detail)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def observe(self, run: LocalRun, resource: Resource) -> Observed:
+        found = {}
+        by_key = {(r.kind, r.name): r for r in run.resources}
+        for ref in references(resource):
+            found[ref.role] = by_key.get((ref.kind, ref.name))
+        fingerprint = None
+        if resource.kind == "AudienceGrouping":
+            fingerprint = data_fingerprint(resource.spec.data.uri)
+        plan = plan_run(resource, found, self.artifact_root, fingerprint)
+        jobs = run.jobs.get(resource.key, [])
+        manifest = read_manifest(open_store(plan.run_uri)) if isinstance(plan, RunPlan) else None
+        service = None
+        if resource.kind == "AdImageCampaign" and resource.spec.serving.enabled:
+            service = ObservedService(name=resource.name, ready=False, reason="NotServedLocally", message=LOCAL_SERVING_MESSAGE)
+        return Observed(resource=resource, plan=plan, jobs=jobs, manifest=manifest, service=service)
+
+    def reconcile(self, run: LocalRun, resource: Resource) -> bool:
+        """Reconcile one resource until it stops creating jobs; True when something ran."""
+        ran = False
+        while True:
+            decision: Decision = decide(self.observe(run, resource), now_rfc3339())
+            resource.status = decision.status
+            for event in decision.events:
+                if event.reason in ("CacheHit", "Succeeded", "JobCreated") or event.type == "Warning":
+                    style = "yellow" if event.type == "Warning" else "dim"
+                    self.console.print(f"[{style}]{resource.kind}/{resource.name}: {event.message}[/]")
+            if not decision.create_jobs:
+                return ran
+            for request in decision.create_jobs:
+                observed = self.executor.run(request)
+                run.jobs.setdefault(resource.key, []).append(observed)
+                ran = True
+
+    def run(self, resources: list[Resource]) -> LocalRun:
+        for resource in resources:
+            resource.metadata.uid = resource.metadata.uid or local_uid(resource)
+        run = LocalRun(resources=topological(resources), artifact_root=self.artifact_root)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                      TimeElapsedColumn(), TextColumn("{task.fields[detail]}"), console=self.console,
+                      transient=False) as progress:
+            self._progress = progress
+            for _ in range(len(run.resources) + 1):
+                if not any([self.reconcile(run, resource) for resource in run.resources]):
+                    break
+            self._progress = None
+        return run
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def summary_table(self, run: LocalRun) -> Table:
+        table = Table(title=f"OSMF local run — artifacts in {self.artifact_root}")
+        for column in ("Resource", "Stage", "Ready", "Succeeded", "Key metrics", "Reason"):
+            table.add_column(column)
+        for resource in run.resources:
+            status = resource.status
+            metrics = ", ".join(f"{k}={v:.3g}" for k, v in list(status.metrics.items())[:4])
+            reason = next((c.message for c in status.conditions if c.type in ("Stalled", "Ready") and c.status != "True" and c.message), "")
+            table.add_row(f"{resource.kind}/{resource.name}", status.stage, status_of(resource, "Ready") or "",
+                          status_of(resource, "Succeeded") or "", metrics, reason[:120])
+        return table
+
+    def write_report(self, run: LocalRun) -> Path | None:
+        """summary.json and a small report.html beside the artifacts (the campaign's gallery links from it)."""
+        local = open_store(self.artifact_root).local_path()
+        if local is None:
+            return None
+        summary = [{
+            "kind": r.kind, "name": r.name, "stage": r.status.stage,
+            "conditions": {c.type: c.status for c in r.status.conditions},
+            "metrics": r.status.metrics,
+            "artifact": r.status.artifacts.output.uri if r.status.artifacts.output else None,
+        } for r in run.resources]
+        (local / "summary.json").write_text(json.dumps(summary, indent=2))
+        rows = []
+        for item in summary:
+            metrics = "<br>".join(f"{html.escape(k)} = {v:.4g}" for k, v in item["metrics"].items())
+            artifact = item["artifact"] or ""
+            gallery = ""
+            if artifact and item["kind"] == "AdImageCampaign":
+                gallery = f' — <a href="{html.escape(artifact)}/report.html">gallery</a>'
+            rows.append(f"<tr><td>{html.escape(item['kind'])}/{html.escape(item['name'])}</td><td>{html.escape(item['stage'])}</td>"
+                        f"<td>{metrics}</td><td><code>{html.escape(artifact)}</code>{gallery}</td></tr>")
+        page = ("<!doctype html><meta charset=utf-8><title>OSMF local run</title>"
+                "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
+                "table{border-collapse:collapse}</style><h1>OSMF local run</h1>"
+                "<table><tr><th>Resource</th><th>Stage</th><th>Metrics</th><th>Artifacts</th></tr>" + "".join(rows) + "</table>")
+        path = local / "report.html"
+        path.write_text(page)
+        return path
+
+
+def data_fingerprint(uri: str) -> str | None:
+    try:
+        return open_store(uri).fingerprint()
+    except (OSError, ValueError):
+        return None  # the job reports the unreadable data with its field name
