@@ -371,15 +371,26 @@ class ControlPlane:
                                f"{result.stderr.strip()}")
         return result
 
-    def apply(self, manifests: list[dict[str, Any]] | str, *, kubeconfig: Path | None = None,
-              server_side: bool = True) -> subprocess.CompletedProcess:
+    def apply(self, manifests: list[dict[str, Any]] | str, *, namespace: str | None = None,
+              kubeconfig: Path | None = None, server_side: bool = True
+              ) -> subprocess.CompletedProcess:
         text = manifests if isinstance(manifests, str) else yaml.safe_dump_all(manifests)
         args = ["apply", "-f", "-"] + (["--server-side", "--field-manager=osmf-tests"]
                                        if server_side else [])
+        if namespace:
+            args += ["-n", namespace]
         return self.kubectl(*args, kubeconfig=kubeconfig, input=text)
 
     def get_json(self, *args: str, kubeconfig: Path | None = None) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
+
+    def create_namespace(self, name: str) -> None:
+        """A namespace whose `default` ServiceAccount exists (pods are refused until it does)."""
+        self.kubectl("create", "namespace", name)
+        wait_for(f"ServiceAccount default in namespace {name}",
+                 lambda: self.kubectl("get", "serviceaccount", "default", "-n", name,
+                                      check=False).returncode == 0,
+                 timeout=60, processes=self.processes.values())
 
     def add_nodes(self, nodes: list[FakeNode], timeout: float = 60) -> None:
         self.apply([n.manifest() for n in nodes], server_side=False)
