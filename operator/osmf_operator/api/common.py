@@ -138,7 +138,7 @@ class Condition(ApiModel):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(max_length=1024, description="CamelCase machine-readable reason.")
     message: str = Field(default="", max_length=32768, description="Human-readable detail.")
-    last_transition_time: str = Field(description="When the status last changed (RFC 3339).")
+    last_transition_time: str = Field(max_length=64, description="When the status last changed (RFC 3339).")
     observed_generation: int = Field(default=0, ge=0, description="The generation this condition was computed for.")
 
 
@@ -153,10 +153,12 @@ class Progress(ApiModel):
     total: int = Field(default=0, ge=0, description="Units in the running step.")
     eta_seconds: float | None = Field(default=None, description="Estimated seconds left in the running step.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Latest training metrics (loss, …).")
-    updated: str | None = Field(default=None, description="When the job last reported (RFC 3339).")
+    updated: str | None = Field(default=None, max_length=64, description="When the job last reported (RFC 3339).")
 
 
 class ArtifactRef(ApiModel):
+    """One artifact: a directory in the store and the digest of its manifest."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     name: str = Field(max_length=63, description="Role of the artifact (data, grouping, dataset, …).")
@@ -169,11 +171,13 @@ class Artifacts(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     input_hash: str | None = Field(default=None, max_length=64, description="Hash of the result-changing spec fields and input digests.")
-    inputs: list[ArtifactRef] = Field(default_factory=list, description="Artifacts this run read.")
+    inputs: list[ArtifactRef] = Field(default_factory=list, max_length=32, description="Artifacts this run read.")
     output: ArtifactRef | None = Field(default=None, description="This run's artifact directory and manifest digest.")
 
 
 class ChildRef(ApiModel):
+    """One object the operator created for the current run."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     kind: str = Field(max_length=63, description="Job, Service, ConfigMap or InferenceService.")
@@ -184,7 +188,7 @@ class ChildRef(ApiModel):
 class Children(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    objects: list[ChildRef] = Field(default_factory=list, description="Child objects of the current run.")
+    objects: list[ChildRef] = Field(default_factory=list, max_length=256, description="Child objects of the current run.")
     url: str | None = Field(default=None, max_length=2048, description="Serving URL (AdImageCampaign).")
 
 
@@ -194,10 +198,10 @@ class RunState(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     input_hash: str | None = Field(default=None, max_length=64, description="Input hash of the run these steps belong to.")
-    completed_steps: list[str] = Field(default_factory=list, description="Steps whose Job succeeded.")
+    completed_steps: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=16, description="Steps whose Job succeeded.")
     attempt: int = Field(default=1, ge=1, description="Attempt number of the current step (the operator recreates a failed Job until runPolicy.backoffLimit).")
-    start_time: str | None = Field(default=None, description="When the run started (RFC 3339).")
-    completion_time: str | None = Field(default=None, description="When the run finished (RFC 3339).")
+    start_time: str | None = Field(default=None, max_length=64, description="When the run started (RFC 3339).")
+    completion_time: str | None = Field(default=None, max_length=64, description="When the run finished (RFC 3339).")
 
 
 class OsmfStatus(ApiModel):
@@ -206,7 +210,10 @@ class OsmfStatus(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     observed_generation: int = Field(default=0, ge=0, description="metadata.generation this status describes.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Succeeded, Stalled, Reconciling, Queued.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, description="Ready, Succeeded, Stalled, Reconciling, Queued.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     stage: str = Field(default="Pending", max_length=63, description="Human-readable stage: Pending, Waiting, Queued, Running, Succeeded, Failed.")
     progress: Progress | None = Field(default=None, description="Progress of the running step.")
     metrics: dict[str, float] = Field(default_factory=dict, description="The stage's evaluation figures from its manifest.")

@@ -6,7 +6,7 @@ Defaults follow "One Size, Many Fits" (arXiv 2602.02033); where it is silent, CA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -98,10 +98,10 @@ class AudienceGroupingSpec(ApiModel):
     """Learn product-aware preference embeddings and discover audience groups per product (PAAG)."""
 
     data: DataSource = Field(description="The impression logs and catalog.")
-    user_attributes: list[str] = Field(
+    user_attributes: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
         min_length=1, max_length=32,
         description="User attribute columns the model may read; no other column of the users table is ever read.",
-        json_schema_extra={"items": {"maxLength": 63}},
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     model: PreferenceModelSpec = Field(default_factory=PreferenceModelSpec, description="Preference model settings.")
     clustering: ClusteringSpec = Field(default_factory=ClusteringSpec, description="Grouping settings.")
@@ -259,9 +259,9 @@ class LoraSpec(ApiModel):
     r: int = Field(default=16, ge=1, le=512, description="LoRA rank.")
     alpha: int = Field(default=32, ge=1, le=1024, description="LoRA alpha.")
     dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
-    target_modules: list[str] = Field(
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
         default_factory=lambda: ["q_proj", "v_proj"], min_length=1, max_length=32,
-        description="Module names adapted by LoRA.", json_schema_extra={"items": {"maxLength": 63}},
+        description="Module names adapted by LoRA.",
     )
 
 
@@ -307,18 +307,20 @@ class AdImageCampaignSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": {"x-kubernetes-validations": [
-            cel("!self.serving.enabled || self.serving.minReplicas <= self.serving.maxReplicas",
+            cel("self.serving.minReplicas <= self.serving.maxReplicas",
                 "serving.minReplicas must be <= serving.maxReplicas", ".serving.minReplicas"),
+            # Field-level immutability only runs when old and new both have the field; this covers add/remove.
+            cel("has(self.rewardModelRef) == has(oldSelf.rewardModelRef)",
+                "rewardModelRef cannot be added or removed; create a new resource instead", ".rewardModelRef"),
         ]},
     }
 
     grouping_ref: ObjectRef = immutable_ref("The AudienceGrouping whose groups get images.")
     generator_ref: GeneratorRef = immutable_ref("The prompt generator: a GroupDPORun or a pretrain GMLLMTraining.")
     reward_model_ref: ObjectRef | None = immutable_ref("The reward GMLLMTraining that picks the best candidate; without it the first candidate is kept.", optional=True)
-    products: list[str] = Field(
+    products: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=100000,
         description="Product ids to cover; empty = every product of the grouping.",
-        json_schema_extra={"items": {"maxLength": 256}},
     )
     images_per_group: int = Field(default=4, ge=1, le=64, description="Candidates rendered per (product, group); the best is kept.")
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Prompt sampling settings.")

@@ -57,15 +57,26 @@ class Resource:
         return (self.kind, self.namespace, self.name)
 
 
+def field_path(prefix: str, loc: tuple[Any, ...]) -> str:
+    """`spec.userAttributes[0]`: the Kubernetes field-path spelling of a pydantic location."""
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
+
+
 def format_errors(error: ValidationError, prefix: str) -> list[str]:
     problems = []
     for item in error.errors():
-        path = ".".join([prefix, *(str(p) for p in item["loc"])]) if item["loc"] else prefix
+        path = field_path(prefix, item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field; remove it or check its spelling"
         elif item["type"] == "missing":
-            message = "required field is missing"
+            message = "required field is missing; add it"
+        elif isinstance(item.get("input"), (str, int, float, bool)) and item["type"] != "value_error":
+            got = repr(item["input"])
+            message += f" (got {got if len(got) <= 60 else got[:57] + '...'})"
         problems.append(f"{path}: {message}")
     return problems
 
@@ -74,7 +85,7 @@ def kind_info(doc: dict[str, Any]) -> KindInfo:
     if not isinstance(doc, dict):
         raise SpecError(["<document>: not a mapping; each YAML document must be one object"])
     kind = doc.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         known = ", ".join(KINDS)
         raise SpecError([f"kind: unknown kind {kind!r}; use one of {known}"])
     api_version = doc.get("apiVersion")
@@ -90,19 +101,27 @@ def parse_resource(doc: dict[str, Any], default_namespace: str = "default") -> R
     unknown = sorted(set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"})
     problems += [f"{key}: unknown top-level field; remove it" for key in unknown]
     metadata = None
-    try:
-        metadata = Metadata.model_validate({"namespace": default_namespace, **(doc.get("metadata") or {})})
-    except ValidationError as error:
-        problems += format_errors(error, "metadata")
+    raw_metadata = doc.get("metadata") or {}
+    if not isinstance(raw_metadata, dict):
+        problems.append("metadata: must be a mapping with at least a name")
+    else:
+        try:
+            metadata = Metadata.model_validate({"namespace": default_namespace, **raw_metadata})
+        except ValidationError as error:
+            problems += format_errors(error, "metadata")
     spec = None
     if "spec" not in doc:
-        problems.append("spec: required field is missing")
+        problems.append("spec: required field is missing; add it")
     else:
         try:
             spec = info.spec_model.model_validate(doc["spec"])
         except ValidationError as error:
             problems += format_errors(error, "spec")
+    status = None
+    try:
+        status = OsmfStatus.model_validate(doc.get("status") or {})
+    except ValidationError as error:
+        problems += format_errors(error, "status")
     if problems:
         raise SpecError(problems)
-    status = OsmfStatus.model_validate(doc.get("status") or {})
     return Resource(info=info, metadata=metadata, spec=spec, status=status, body=doc)
