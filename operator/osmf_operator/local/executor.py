@@ -49,15 +49,18 @@ def read_progress(request: JobRequest) -> list[dict]:
 
 class LocalExecutor:
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, parallel: int | None = None,
-                 on_progress: ProgressCallback | None = None, log_dir: Path | None = None):
+                 on_progress: ProgressCallback | None = None, log_dir: Path | None = None,
+                 modules: dict[str, str] | None = None):
         self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = env or {}
+        self.modules = modules or {}  # kind → job module; tests substitute stand-in jobs here
         self.parallel = max(1, parallel or min(2, os.cpu_count() or 1))
         self.on_progress = on_progress
         self.log_dir = Path(log_dir) if log_dir else self.workdir / "logs"
 
     def command(self, request: JobRequest, config_path: Path) -> list[str]:
-        module = KINDS[request.kind].job_module
+        module = self.modules.get(request.kind, KINDS[request.kind].job_module)
         return [sys.executable, "-m", module, "--config", str(config_path)]
 
     def run_shard(self, request: JobRequest, config_path: Path, index: int) -> ShardResult:
