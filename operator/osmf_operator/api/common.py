@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "osmf.dev"
@@ -99,6 +99,14 @@ class RunPolicy(ApiModel):
 class RenderingSpec(ApiModel):
     """How backgrounds are painted around the product (PCIG). Defaults are CAIG's published settings."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            cel("self.backend != 'diffusers' || (has(self.modelUri) && has(self.controlnetUri))",
+                "the diffusers backend needs modelUri and controlnetUri", ".modelUri"),
+            cel("self.cannyLow <= self.cannyHigh", "cannyLow must be <= cannyHigh", ".cannyLow"),
+        ]},
+    }
+
     backend: Literal["diffusers", "procedural"] = Field(
         default="diffusers",
         description="diffusers: Stable Diffusion inpainting with a canny ControlNet; procedural: a CPU painter driven by the prompt's style words.",
@@ -108,13 +116,14 @@ class RenderingSpec(ApiModel):
     guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0, description="Classifier-free guidance scale (diffusers).")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Base random seed; each image derives its own.")
     product_scale: float = Field(default=0.78, gt=0.05, le=0.95, description="Largest share of the canvas the product may take; it is centred.")
-    model_uri: str = Field(
-        default="builtin:tiny-sd", min_length=1, max_length=1024,
-        description="Stable Diffusion 1.5-class inpainting pipeline directory (s3://, file:// or builtin:tiny-sd for tests).",
+    # No default model: a forgotten URI must not silently render with random test weights.
+    model_uri: str | None = Field(
+        default=None, min_length=1, max_length=1024,
+        description="Stable Diffusion 1.5-class inpainting pipeline directory (s3://, file://, or builtin:tiny-sd for tests). Required by the diffusers backend.",
     )
-    controlnet_uri: str = Field(
-        default="builtin:tiny-controlnet", min_length=1, max_length=1024,
-        description="Canny ControlNet directory (s3://, file:// or builtin:tiny-controlnet for tests).",
+    controlnet_uri: str | None = Field(
+        default=None, min_length=1, max_length=1024,
+        description="Canny ControlNet directory (s3://, file://, or builtin:tiny-controlnet for tests). Required by the diffusers backend.",
     )
     canny_low: int = Field(default=100, ge=0, le=255, description="Canny lower threshold on the product foreground.")
     canny_high: int = Field(default=200, ge=0, le=255, description="Canny upper threshold on the product foreground.")
@@ -122,8 +131,16 @@ class RenderingSpec(ApiModel):
 
     @field_validator("model_uri", "controlnet_uri")
     @classmethod
-    def _supported_scheme(cls, value: str) -> str:
-        return check_uri(value)
+    def _supported_scheme(cls, value: str | None) -> str | None:
+        return check_uri(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _backend_inputs(self) -> "RenderingSpec":
+        if self.backend == "diffusers" and (self.model_uri is None or self.controlnet_uri is None):
+            raise ValueError("the diffusers backend needs modelUri and controlnetUri (use backend: procedural for CPU runs)")
+        if self.canny_low > self.canny_high:
+            raise ValueError("cannyLow must be <= cannyHigh")
+        return self
 
 
 # ---- status -----------------------------------------------------------------------------------

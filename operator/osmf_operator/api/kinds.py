@@ -273,7 +273,7 @@ class GroupDPORunSpec(ApiModel):
     dataset_ref: ObjectRef = immutable_ref("The GAIPDataset whose products and groups are sampled.")
     dpo: DPOSpec = Field(default_factory=DPOSpec, description="Group-DPO settings.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter settings.")
-    rendering: RenderingSpec = Field(default_factory=RenderingSpec, description="How samples are rendered before the GRM scores them.")
+    rendering: RenderingSpec = Field(description="How samples are rendered before the GRM scores them (backend and, for diffusers, model URIs).")
     resources: Resources = resources_default(8, "32", "256Gi")
     run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries and deadlines.")
 
@@ -324,7 +324,7 @@ class AdImageCampaignSpec(ApiModel):
     )
     images_per_group: int = Field(default=4, ge=1, le=64, description="Candidates rendered per (product, group); the best is kept.")
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Prompt sampling settings.")
-    rendering: RenderingSpec = Field(default_factory=RenderingSpec, description="PCIG rendering settings.")
+    rendering: RenderingSpec = Field(description="PCIG rendering settings (backend and, for diffusers, model URIs).")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="KServe serving settings.")
     shards: int = Field(default=1, ge=1, le=1024, description="Pods that render products in parallel (Indexed Job).")
     resources: Resources = resources_default(1, "8", "32Gi")
