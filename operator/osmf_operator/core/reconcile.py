@@ -101,18 +101,26 @@ class Observed:
     code_version: str = "0.0.0"
 
 
+# Indexed Jobs name their pods' hostnames `<job>-<index>` (a DNS label ≤ 63): keep room for "-1023".
+JOB_NAME_MAX = 58
+
+
 def job_name(resource: Resource, step: str, digest: str) -> str:
-    """`<name>-<step>-<hash8>`, shortened with a hash of the full name to stay a DNS label ≤ 63."""
+    """`<name>-<step>-<hash8>`, shortened with a hash of the full name to stay ≤ JOB_NAME_MAX."""
     suffix = f"-{step}-{digest[:8]}"
     name = resource.name.replace(".", "-")
-    if len(name) + len(suffix) > 63:
+    if len(name) + len(suffix) > JOB_NAME_MAX:
         short = hashlib.sha256(name.encode()).hexdigest()[:6]
-        name = f"{name[: 63 - len(suffix) - 7].rstrip('-')}-{short}"
+        name = f"{name[: JOB_NAME_MAX - len(suffix) - 7].rstrip('-')}-{short}"
     return f"{name}{suffix}"
 
 
 def service_name(resource: Resource) -> str:
-    return resource.name.replace(".", "-")[:45].rstrip("-")
+    """KServe wants a DNS-1035 label (a letter first) short enough for its derived route names."""
+    name = resource.name.replace(".", "-")
+    if not name[0].isalpha():
+        name = f"aic-{name}"
+    return name[:45].rstrip("-")
 
 
 def seconds_between(earlier: str | None, later: str) -> float:
