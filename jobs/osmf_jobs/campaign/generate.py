@@ -1,0 +1,230 @@
+"""The `generate` step: prompts, candidates, GRM choice and the one-size image for one shard's products.
+
+Per product, one batched call to the generator writes `imagesPerGroup` prompts for each group
+(conditioned on the group's representatives) and as many for the whole audience (conditioned on the
+size-weighted mean of the groups' representatives). Every prompt is rendered around the cut-out.
+
+Choice with a GRM: the GRM scores every candidate for every group of the product (a candidates ×
+groups matrix). A group keeps its own candidate with the highest score for that group. The one-size
+image is the candidate, among all of the product's candidates (the groups' and the audience's), with
+the highest size-weighted mean score over the groups: the best single image for the whole audience by
+the GRM's judgement, i.e. the strongest one-size baseline the campaign could have served instead.
+
+Choice without a GRM: a group keeps its first candidate; the one-size image is the first audience
+candidate.
+
+Seeds come from (rendering.seed, product id, …), so results do not depend on the number of shards
+(which the input hash leaves out).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_operator.store import join
+
+from . import config as C
+from .inputs import (
+    CatalogEntry,
+    Group,
+    absolute_uri,
+    generator_stores,
+    grouping_label,
+    label,
+    load_catalog,
+    load_cutout,
+    load_groups,
+    resolve_products,
+)
+
+
+@dataclass
+class Candidate:
+    prompt: str
+    image: Any  # PIL image
+    owner: int | None  # the group id it was written for; None = the whole audience
+    n: int
+    scores: list[float] | None = None  # the GRM's score for each of the product's groups, in group order
+
+
+@dataclass
+class ProductResult:
+    entry: CatalogEntry
+    groups: list[Group]
+    candidates: list[Candidate]
+    chosen: dict[int, int] = field(default_factory=dict)  # group id → index into candidates
+    onesize: int = 0  # index into candidates
+
+
+def audience_representatives(groups: list[Group]) -> np.ndarray:
+    """The whole audience as one 'group': the size-weighted mean of the groups' representatives."""
+    weights = np.asarray([max(g.size, 0) for g in groups], dtype=np.float64)
+    if weights.sum() <= 0:
+        weights = np.ones(len(groups))
+    stacked = np.stack([g.representatives.astype(np.float64) for g in groups])
+    return np.tensordot(weights / weights.sum(), stacked, axes=1).astype(np.float32)
+
+
+def choose(result: ProductResult, with_scores: bool) -> None:
+    """Fill result.chosen and result.onesize (see the module docstring)."""
+    cands = result.candidates
+    group_ids = [g.group_id for g in result.groups]
+    if not with_scores:
+        for gid in group_ids:
+            result.chosen[gid] = next(i for i, c in enumerate(cands) if c.owner == gid)
+        result.onesize = next(i for i, c in enumerate(cands) if c.owner is None)
+        return
+    scores = np.asarray([c.scores for c in cands], dtype=np.float64)  # candidates × groups
+    for column, gid in enumerate(group_ids):
+        own = [i for i, c in enumerate(cands) if c.owner == gid]
+        result.chosen[gid] = max(own, key=lambda i: (scores[i, column], -i))
+    weights = np.asarray([max(g.size, 0) for g in result.groups], dtype=np.float64)
+    weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(group_ids), 1.0 / len(group_ids))
+    overall = scores @ weights
+    result.onesize = int(max(range(len(cands)), key=lambda i: (overall[i], -i)))
+
+
+class CampaignGenerator:
+    """The loaded generator (+ adapter), optional GRM and renderer; `run(product)` makes one product."""
+
+    def __init__(self, spec: Any, policy: Any, grm: Any, renderer: Any):
+        self.spec, self.policy, self.grm, self.renderer = spec, policy, grm, renderer
+
+    @classmethod
+    def load(cls, ctx: JobContext) -> "CampaignGenerator":
+        from osmf_jobs.gmodel import GroupPolicy, RewardModel
+        from osmf_jobs.gmodel.location import adapter_dir, gmodel_dir
+        from osmf_jobs.gmodel.model import read_gmodel_info
+        from osmf_jobs.render import make_renderer
+
+        spec = ctx.spec
+        ref = spec.generator_ref
+        base, adapter = generator_stores(ctx)
+        try:
+            base_dir = gmodel_dir(base)
+        except FileNotFoundError:
+            raise InvalidInput(f"generator {ref.kind}/{ref.name}: {base.uri} holds no G-MLLM (no gmodel.json); it must be a pretrain GMLLMTraining run") from None
+        role = read_gmodel_info(base_dir).get("role")
+        if role != "policy":
+            raise InvalidInput(f"generator {ref.kind}/{ref.name}: {base.uri} holds a {role} model; the generator must be a pretrain GMLLMTraining or a GroupDPORun")
+        adapter_path = None
+        if adapter is not None:
+            try:
+                adapter_path = adapter_dir(adapter)
+            except FileNotFoundError:
+                raise InvalidInput(f"generator GroupDPORun/{ref.name}: {adapter.uri} holds no LoRA adapter (no adapter_config.json); re-run the GroupDPORun") from None
+        policy = GroupPolicy.load(base_dir, adapter=adapter_path)
+        grm = None
+        if ctx.has_input(C.REWARD):
+            store = ctx.input_store(C.REWARD)
+            try:
+                grm = RewardModel.load(gmodel_dir(store))
+            except FileNotFoundError:
+                raise InvalidInput(f"reward model {label(ctx, C.REWARD)} holds no G-MLLM (no gmodel.json); it must be a reward GMLLMTraining run") from None
+            except ValueError as error:
+                raise InvalidInput(f"reward model {label(ctx, C.REWARD)}: {error}") from None
+        elif spec.reward_model_ref is not None:
+            raise InvalidInput(f"spec.rewardModelRef names {spec.reward_model_ref.name} but the job config has no 'reward' input; re-apply the campaign")
+        return cls(spec, policy, grm, make_renderer(spec.rendering))
+
+    def run(self, entry: CatalogEntry, cutout: Any, groups: list[Group]) -> ProductResult:
+        from osmf_jobs.gmodel import PromptRequest
+
+        spec = self.spec
+        n = spec.images_per_group
+        owners: list[int | None] = [g.group_id for g in groups] + [None]
+        reps = [g.representatives for g in groups] + [audience_representatives(groups)]
+        requests = [PromptRequest(r, entry.title, cutout) for r in reps]
+        prompts = self.policy.generate_batch(
+            requests, n=n, temperature=spec.generation.temperature,
+            seed=C.stable_seed("prompts", spec.rendering.seed, entry.product_id),
+            max_new_tokens=spec.generation.max_new_tokens,
+        )
+        flat = [(owner, i, text) for owner, rows in zip(owners, prompts) for i, text in enumerate(rows)]
+        seeds = [C.stable_seed("render", spec.rendering.seed, entry.product_id, "all" if o is None else o, i) for o, i, _ in flat]
+        images = self.renderer.render_batch(cutout, [t for _, _, t in flat], seeds)
+        candidates = [Candidate(text, image, owner, i) for (owner, i, text), image in zip(flat, images)]
+        result = ProductResult(entry, groups, candidates)
+        if self.grm is not None:
+            pairs = [(c, g) for c in candidates for g in groups]
+            scores = self.grm.score_batch([g.representatives for _, g in pairs], [entry.title] * len(pairs), [c.image for c, _ in pairs])
+            for k, cand in enumerate(candidates):
+                cand.scores = [float(s) for s in scores[k * len(groups):(k + 1) * len(groups)]]
+        choose(result, with_scores=self.grm is not None)
+        return result
+
+
+def png_bytes(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_product(ctx: JobContext, result: ProductResult, data_uri_of: Any) -> dict[str, Any]:
+    """Write every candidate and the one-size image; return the product's campaign.json record."""
+    store = ctx.store
+    pid = result.entry.product_id
+    index_of = {g.group_id: k for k, g in enumerate(result.groups)}
+    groups = []
+    for group in result.groups:
+        own = [(i, c) for i, c in enumerate(result.candidates) if c.owner == group.group_id]
+        records = []
+        for i, cand in own:
+            rel = C.group_image_path(pid, group.group_id, cand.n)
+            store.write_bytes(rel, png_bytes(cand.image))
+            records.append({"n": cand.n, "prompt": cand.prompt, "image": rel,
+                            "score": None if cand.scores is None else cand.scores[index_of[group.group_id]]})
+        best = result.candidates[result.chosen[group.group_id]]
+        onesize = result.candidates[result.onesize]
+        column = index_of[group.group_id]
+        rel = C.group_image_path(pid, group.group_id, best.n)
+        groups.append({
+            "group_id": group.group_id, "size": group.size, "prompt": best.prompt, "n": best.n,
+            "image": rel, "image_uri": join(store.uri, rel),
+            "score": None if best.scores is None else best.scores[column],
+            "onesize_score": None if onesize.scores is None else onesize.scores[column],
+            "candidates": records,
+        })
+    onesize = result.candidates[result.onesize]
+    rel = C.onesize_image_path(pid)
+    store.write_bytes(rel, png_bytes(onesize.image))
+    weights = np.asarray([max(g.size, 0) for g in result.groups], dtype=np.float64)
+    weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1.0 / len(weights))
+    return {
+        "product_id": pid, "title": result.entry.title,
+        "cutout_uri": data_uri_of(result.entry.image_uri),
+        "groups": groups,
+        "onesize": {
+            "prompt": onesize.prompt, "image": rel, "image_uri": join(store.uri, rel),
+            "source": "audience" if onesize.owner is None else f"group {onesize.owner}",
+            "score": None if onesize.scores is None else float(np.dot(onesize.scores, weights)),
+        },
+    }
+
+
+def generate(ctx: JobContext) -> None:
+    """Shard `ctx.shard_index` of `ctx.shard_count`: its products → images + shards/<i>/records.json."""
+    spec = ctx.spec
+    grouping = ctx.input_store(C.GROUPING)
+    data = ctx.input_store(C.DATA)
+    groups = load_groups(grouping)
+    products = resolve_products(list(spec.products), groups, grouping_label(ctx))
+    mine = C.shard_products(products, ctx.shard_index, ctx.shard_count)
+    catalog = load_catalog(data, mine)
+    cutouts = {pid: load_cutout(data, catalog[pid]) for pid in mine}  # every image checked before any model loads
+    ctx.progress(0, len(mine), force=True)
+    generator = CampaignGenerator.load(ctx) if mine else None
+    records, scores = [], []
+    for done, pid in enumerate(mine, start=1):
+        result = generator.run(catalog[pid], cutouts[pid], groups[pid])
+        record = write_product(ctx, result, lambda uri: absolute_uri(data, uri))
+        records.append(record)
+        scores += [g["score"] for g in record["groups"] if g["score"] is not None]
+        ctx.progress(done, len(mine), metrics={"products": done, **({"mean_grm_score": float(np.mean(scores))} if scores else {})})
+    ctx.shard_store.write_json(C.SHARD_RECORDS, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": records})
+    ctx.progress(len(mine), len(mine), force=True)

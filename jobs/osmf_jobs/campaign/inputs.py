@@ -1,0 +1,177 @@
+"""Reading the campaign's inputs: the grouping's groups, the catalog's cut-outs, the generator and GRM runs.
+
+Every problem with an input becomes `InvalidInput` with one line that names the product, file or
+reference and says what to do.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_operator.store import ArtifactStore, join, open_store, read_manifest
+
+from .config import GENERATOR, GROUPING, POLICY
+
+GROUP_COLUMNS = ("product_id", "group_id", "size", "representatives")
+PRODUCT_COLUMNS = ("product_id", "title", "image_uri")
+
+
+def read_table(store: ArtifactStore, name: str, what: str, columns: list[str] | None = None):
+    """`<name>.parquet` of a store: a file, or a directory of parts (DESIGN §5)."""
+    import pandas as pd
+
+    rel = f"{name}.parquet"
+    local = store.local_path(rel)
+    if local is not None and local.is_file():
+        return pd.read_parquet(local, columns=columns)
+    parts = sorted(p for p in store.list(rel) if p.endswith(".parquet"))
+    if not parts:
+        raise InvalidInput(f"{what}: {join(store.uri, rel)} is missing")
+    frames = [pd.read_parquet(io.BytesIO(store.read_bytes(p)), columns=columns) for p in parts]
+    return pd.concat(frames, ignore_index=True)
+
+
+def require_columns(frame: Any, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"{what}: column(s) {', '.join(missing)} missing; re-run the producing stage with a current OSMF")
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: int
+    size: int
+    representatives: np.ndarray  # (n_vectors, dim) float32
+
+
+def load_groups(grouping: ArtifactStore) -> dict[str, list[Group]]:
+    """product id → its groups, sorted by group id, from the grouping's groups.parquet."""
+    frame = read_table(grouping, "groups", f"AudienceGrouping {grouping.uri}", columns=list(GROUP_COLUMNS))
+    require_columns(frame, GROUP_COLUMNS, f"{join(grouping.uri, 'groups.parquet')}")
+    out: dict[str, list[Group]] = {}
+    shapes = set()
+    for product, group, size, reps in zip(frame["product_id"], frame["group_id"], frame["size"], frame["representatives"]):
+        matrix = np.stack([np.asarray(v, dtype=np.float32) for v in reps]) if len(reps) else np.zeros((0, 0), np.float32)
+        shapes.add(matrix.shape)
+        out.setdefault(str(product), []).append(Group(int(group), int(size), matrix))
+    if len(shapes) > 1:
+        raise InvalidInput(f"{join(grouping.uri, 'groups.parquet')}: representatives have mixed shapes {sorted(shapes)}; re-run the AudienceGrouping")
+    if shapes and 0 in next(iter(shapes)):
+        raise InvalidInput(f"{join(grouping.uri, 'groups.parquet')}: groups have no representatives; re-run the AudienceGrouping")
+    return {p: sorted(gs, key=lambda g: g.group_id) for p, gs in out.items()}
+
+
+def resolve_products(requested: list[str], groups: dict[str, list[Group]], grouping_label: str) -> list[str]:
+    """The campaign's products, sorted: spec.products (each must have groups), else all the grouping's."""
+    if not requested:
+        if not groups:
+            raise InvalidInput(
+                f"spec.products is empty and {grouping_label} has no products; list product ids in spec.products "
+                "or use a grouping whose logs cover products"
+            )
+        return sorted(groups)
+    unknown = [p for p in dict.fromkeys(requested) if p not in groups]
+    if unknown:
+        raise InvalidInput(
+            f"spec.products: {len(unknown)} product(s) have no groups in {grouping_label}, e.g. {unknown[0]!r}; "
+            "remove them or re-run the grouping on logs that include them"
+        )
+    return sorted(set(requested))
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    product_id: str
+    title: str
+    image_uri: str  # as the products table says: relative to the data root, or absolute
+
+
+def load_catalog(data: ArtifactStore, products: list[str]) -> dict[str, CatalogEntry]:
+    frame = read_table(data, "products", f"data root {data.uri}")
+    require_columns(frame, PRODUCT_COLUMNS, f"products table of {data.uri}")
+    frame = frame.assign(product_id=frame["product_id"].astype(str))
+    rows = {
+        pid: CatalogEntry(pid, str(title), "" if uri is None else str(uri))
+        for pid, title, uri in zip(frame["product_id"], frame["title"], frame["image_uri"])
+    }
+    missing = [p for p in products if p not in rows]
+    if missing:
+        raise InvalidInput(f"products table of {data.uri} lacks {len(missing)} campaign product(s), e.g. {missing[0]!r}; add them or drop them from spec.products")
+    return {p: rows[p] for p in products}
+
+
+def resolve_uri(data: ArtifactStore, uri: str) -> tuple[ArtifactStore, str]:
+    """(store, relative path) of an image named relative to the data root or absolutely."""
+    if "://" in uri or uri.startswith("/"):
+        parent, _, name = uri.rstrip("/").rpartition("/")
+        return open_store(parent or "/"), name
+    return data, uri
+
+
+def absolute_uri(data: ArtifactStore, uri: str) -> str:
+    store, rel = resolve_uri(data, uri)
+    return join(store.uri, rel)
+
+
+def load_cutout(data: ArtifactStore, entry: CatalogEntry):
+    """The product's image as a PIL image, checked to be a usable cut-out."""
+    from PIL import Image, UnidentifiedImageError
+
+    from osmf_jobs.render import product_cutout
+
+    if not entry.image_uri.strip():
+        raise InvalidInput(f"product {entry.product_id!r}: the products table gives no image_uri; add its cut-out")
+    store, rel = resolve_uri(data, entry.image_uri)
+    try:
+        raw = store.read_bytes(rel)
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+    except (FileNotFoundError, IsADirectoryError) as error:
+        raise InvalidInput(f"product {entry.product_id!r}: image {entry.image_uri} not found under {data.uri} ({type(error).__name__})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise InvalidInput(f"product {entry.product_id!r}: image {entry.image_uri} is not a readable image ({' '.join(str(error).split())})") from None
+    try:
+        product_cutout(image)
+    except InvalidInput as error:
+        raise InvalidInput(f"product {entry.product_id!r}: image {entry.image_uri}: {error}") from None
+    return image
+
+
+def generator_stores(ctx: JobContext) -> tuple[ArtifactStore, ArtifactStore | None]:
+    """(pretrain run, LoRA adapter run or None) of spec.generatorRef.
+
+    A GroupDPORun generator is an adapter over its policy: the `policy` input names that policy; a
+    config without it falls back to the `policy` input recorded in the GroupDPORun's manifest.
+    """
+    ref = ctx.spec.generator_ref
+    generator = ctx.input_store(GENERATOR)
+    if ref.kind == "GMLLMTraining":
+        return generator, None
+    if ctx.has_input(POLICY):
+        return ctx.input_store(POLICY), generator
+    found = read_manifest(generator)
+    for item in (found[0].get("inputs", []) if found else []):
+        if item.get("name") == POLICY and item.get("uri"):
+            return open_store(item["uri"]), generator
+    raise InvalidInput(
+        f"generator GroupDPORun/{ref.name}: no 'policy' input in the job config and none recorded in {join(generator.uri, 'manifest.json')}; "
+        "re-run the GroupDPORun"
+    )
+
+
+def label(ctx: JobContext, role: str) -> str:
+    """'AudienceGrouping/demo (file:///…)' for messages."""
+    art = ctx.config.inputs.get(role)
+    if art is None:
+        return role
+    kind = art.kind or role
+    return f"{kind}/{art.name} ({art.uri})" if art.name else f"{kind} {art.uri}"
+
+
+def grouping_label(ctx: JobContext) -> str:
+    return label(ctx, GROUPING) if ctx.has_input(GROUPING) else f"AudienceGrouping/{ctx.spec.grouping_ref.name}"

@@ -1,0 +1,88 @@
+"""The campaign job: `generate` (one shard of products) and `merge` (campaign.json, report, manifest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_operator.store import join
+
+from . import config as C
+from .generate import generate
+from .inputs import grouping_label, load_groups, resolve_products
+from .report import build_report, defining_attributes, image_reader, pipeline_stages
+
+
+def read_shard_records(ctx: JobContext) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for index in range(ctx.shard_count):
+        rel = f"shards/{index}/{C.SHARD_RECORDS}"
+        if not ctx.store.exists(rel):
+            raise InvalidInput(f"shard {index} of {ctx.shard_count} wrote no records ({join(ctx.store.uri, rel)}); re-run the generate step")
+        doc = ctx.store.read_json(rel)
+        if doc.get("shards") != ctx.shard_count or doc.get("shard") != index:
+            raise InvalidInput(f"{join(ctx.store.uri, rel)} is from a run with {doc.get('shards')} shards, not {ctx.shard_count}; re-run the generate step")
+        records += doc["products"]
+    return sorted(records, key=lambda r: r["product_id"])
+
+
+def campaign_metrics(products: list[dict[str, Any]], images_per_group: int) -> dict[str, float]:
+    groups = [g for p in products for g in p["groups"]]
+    metrics: dict[str, float] = {
+        "products": len(products),
+        "groups": len(groups),
+        "images": len(groups) + len(products),
+        "candidates": len(groups) * images_per_group,
+    }
+    scored = [g for g in groups if g.get("score") is not None and g.get("onesize_score") is not None]
+    if scored:
+        gains = np.asarray([g["score"] - g["onesize_score"] for g in scored])
+        metrics["mean_grm_score"] = float(np.mean([g["score"] for g in scored]))
+        metrics["onesize_mean_grm_score"] = float(np.mean([p["onesize"]["score"] for p in products]))
+        metrics["mean_score_gain"] = float(gains.mean())
+        metrics["win_rate_vs_onesize"] = float(np.mean(gains > 0))
+    return metrics
+
+
+def merge(ctx: JobContext) -> None:
+    spec = ctx.spec
+    grouping = ctx.input_store(C.GROUPING)
+    data = ctx.input_store(C.DATA)
+    expected = resolve_products(list(spec.products), load_groups(grouping), grouping_label(ctx))
+    products = read_shard_records(ctx)
+    got = [p["product_id"] for p in products]
+    if got != expected:
+        missing = sorted(set(expected) - set(got)) or sorted(set(got) - set(expected))
+        raise InvalidInput(f"the shards' records cover {len(got)} products, the campaign has {len(expected)} (e.g. {missing[0]!r} differs); re-run the generate step")
+    inputs = {role: art.model_dump(mode="json", exclude_none=True) for role, art in sorted(ctx.config.inputs.items())}
+    meta = ctx.config.metadata
+    reward = ctx.config.inputs.get(C.REWARD)
+    campaign = {
+        "apiVersion": ctx.config.api_version, "kind": ctx.config.kind, "name": meta.name, "namespace": meta.namespace,
+        "inputHash": ctx.config.run.input_hash, "uri": ctx.store.uri,
+        "grouping": inputs.get(C.GROUPING),
+        "generator": {"kind": spec.generator_ref.kind, "name": spec.generator_ref.name, "uri": inputs.get(C.GENERATOR, {}).get("uri")},
+        "reward": None if reward is None else {"name": spec.reward_model_ref.name if spec.reward_model_ref else reward.name, "uri": reward.uri},
+        "imagesPerGroup": spec.images_per_group,
+        "rendering": spec.rendering.wire(),
+        "products": products,
+    }
+    ctx.store.write_json(C.CAMPAIGN_JSON, campaign)
+    metrics = campaign_metrics(products, spec.images_per_group)
+    shown = [p["product_id"] for p in products[: C.REPORT_MAX_PRODUCTS]]
+    profiles, note = defining_attributes(grouping, data, shown)
+    page = build_report(campaign, metrics, pipeline_stages(inputs), profiles, note, image_reader(ctx.store))
+    ctx.store.write_bytes(C.REPORT_HTML, page.encode())
+    ctx.progress(1, 1, metrics=metrics, force=True)
+    ctx.write_manifest(metrics=metrics)
+
+
+def main(ctx: JobContext) -> None:
+    if ctx.step == "generate":
+        generate(ctx)
+    elif ctx.step == "merge":
+        merge(ctx)
+    else:  # JobConfig validation makes this unreachable; keep the message clear anyway
+        raise InvalidInput(f"step {ctx.step!r} is not a campaign step; use generate or merge")

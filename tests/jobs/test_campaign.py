@@ -1,0 +1,242 @@
+"""The campaign job end to end on a tiny world: images per product and group, exact product pixels,
+a complete manifest, the GRM's choice, sharding that changes nothing, and bad inputs that exit 65."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from osmf_jobs import style
+from osmf_jobs.campaign.generate import Candidate, ProductResult, choose
+from osmf_jobs.campaign.inputs import CatalogEntry, Group
+from osmf_jobs.render import product_cutout
+from osmf_jobs.runtime import build_context, load_config
+from tests.jobs.test_campaign_world import build_campaign_world, campaign_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_campaign_world(tmp_path_factory.mktemp("campaign-world"))
+
+
+def run_step(config: dict, workdir: Path, index: int = 0) -> subprocess.CompletedProcess:
+    """The real entry point, as a pod runs it."""
+    path = workdir / f"config-{config['step']}-{index}.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "JOB_COMPLETION_INDEX": str(index), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", "osmf_jobs.campaign", "--config", str(path)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def run_in_process(config: dict, index: int = 0) -> None:
+    from osmf_jobs.campaign.main import main
+
+    ctx = build_context(load_config(json.dumps(config)))
+    ctx.shard_index = index
+    main(ctx)
+
+
+def opaque_product_pixels(cutout_path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reference pixels, mask of fully opaque product pixels) as style.compose places the cut-out."""
+    cut = product_cutout(Image.open(cutout_path))
+    on_black, mask = style.compose(cut, np.zeros((size, size, 3), np.uint8))
+    on_white, _ = style.compose(cut, np.full((size, size, 3), 255, np.uint8))
+    opaque = mask & np.all(on_black == on_white, axis=-1)
+    return on_black, opaque
+
+
+@pytest.fixture(scope="module")
+def campaign_run(world, tmp_path_factory):
+    """GroupDPORun generator + GRM, one shard, through the real entry point."""
+    run = tmp_path_factory.mktemp("campaign-run")
+    for step in ("generate", "merge"):
+        done = run_step(campaign_config(world, run, step), run)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return run
+
+
+def test_every_product_and_group_gets_images_and_a_onesize(world, campaign_run):
+    campaign = json.loads((campaign_run / "campaign.json").read_text())
+    groups = {(p["product_id"]): [g["group_id"] for g in p["groups"]] for p in campaign["products"]}
+    assert groups == {"p00": [0, 1], "p01": [0, 1, 2], "p02": [0]}
+    for product in campaign["products"]:
+        pid = product["product_id"]
+        for group in product["groups"]:
+            assert [c["n"] for c in group["candidates"]] == [0, 1]
+            for cand in group["candidates"]:
+                assert (campaign_run / "images" / pid / str(group["group_id"]) / f"{cand['n']}.png").is_file()
+            assert group["image"] == f"images/{pid}/{group['group_id']}/{group['n']}.png"
+            assert group["image_uri"] == (campaign_run / group["image"]).as_uri()
+            assert isinstance(group["prompt"], str) and group["size"] > 0
+        assert (campaign_run / "images" / pid / "onesize.png").is_file()
+        assert product["onesize"]["image_uri"] == (campaign_run / "images" / pid / "onesize.png").as_uri()
+        assert product["cutout_uri"] == (world.data / "products" / f"{pid}.png").as_uri()
+
+
+def test_product_pixels_are_exactly_the_cutout(world, campaign_run):
+    campaign = json.loads((campaign_run / "campaign.json").read_text())
+    checked = 0
+    for product in campaign["products"]:
+        reference, opaque = opaque_product_pixels(world.data / "products" / f"{product['product_id']}.png", 64)
+        assert opaque.sum() > 500
+        paths = [c["image"] for g in product["groups"] for c in g["candidates"]] + [product["onesize"]["image"]]
+        for rel in paths:
+            pixels = np.asarray(Image.open(campaign_run / rel).convert("RGB"))
+            assert pixels.shape == (64, 64, 3)
+            assert np.array_equal(pixels[opaque], reference[opaque]), rel
+            checked += 1
+    assert checked == (2 + 3 + 1) * 2 + 3
+
+
+def test_grm_picks_each_groups_best_candidate(campaign_run):
+    campaign = json.loads((campaign_run / "campaign.json").read_text())
+    gains = []
+    for product in campaign["products"]:
+        for group in product["groups"]:
+            best = max(group["candidates"], key=lambda c: (c["score"], -c["n"]))
+            assert (group["n"], group["score"], group["prompt"]) == (best["n"], best["score"], best["prompt"])
+            gains.append(group["score"] - group["onesize_score"])
+        assert product["onesize"]["score"] is not None and product["onesize"]["source"]
+    metrics = json.loads((campaign_run / "manifest.json").read_text())["metrics"]
+    assert metrics["mean_score_gain"] == pytest.approx(np.mean(gains))
+    assert metrics["win_rate_vs_onesize"] == pytest.approx(np.mean(np.asarray(gains) > 0))
+
+
+def test_manifest_lists_every_file_with_its_digest(campaign_run):
+    manifest = json.loads((campaign_run / "manifest.json").read_text())
+    listed = {f["path"]: f for f in manifest["files"]}
+    on_disk = {p.relative_to(campaign_run).as_posix() for p in campaign_run.rglob("*")
+               if p.is_file() and not p.name.startswith(".") and p.name not in ("manifest.json", "progress.json")
+               and not p.name.startswith("config-")}
+    assert on_disk - set(listed) == set()
+    for rel in on_disk:
+        data = (campaign_run / rel).read_bytes()
+        assert listed[rel]["size"] == len(data) and listed[rel]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert {"campaign.json", "report.html", "shards/0/records.json"} <= set(listed)
+    assert manifest["kind"] == "AdImageCampaign" and manifest["inputHash"] == "0123456789abcdef"
+    assert {i["name"] for i in manifest["inputs"]} == {"grouping", "data", "generator", "policy", "reward"}
+    metrics = manifest["metrics"]
+    assert (metrics["products"], metrics["groups"], metrics["images"], metrics["candidates"]) == (3, 6, 9, 12)
+    assert {"mean_grm_score", "onesize_mean_grm_score", "mean_score_gain", "win_rate_vs_onesize"} <= set(metrics)
+    progress = json.loads((campaign_run / "shards" / "0" / "progress.json").read_text())
+    assert (progress["current"], progress["total"], progress["percent"]) == (3, 3, 100.0)
+
+
+def test_shards_split_products_and_change_no_result(world, campaign_run, tmp_path):
+    for index in range(2):
+        run_in_process(campaign_config(world, tmp_path, "generate", shards=2), index)
+    shard_products = [[p["product_id"] for p in json.loads((tmp_path / f"shards/{i}/records.json").read_text())["products"]] for i in range(2)]
+    assert shard_products == [["p00", "p02"], ["p01"]]
+    run_in_process(campaign_config(world, tmp_path, "merge", shards=2))
+    one, two = (json.loads((run / "campaign.json").read_text())["products"] for run in (campaign_run, tmp_path))
+    strip = lambda products: json.loads(json.dumps(products).replace(campaign_run.as_uri(), "RUN").replace(tmp_path.as_uri(), "RUN"))  # noqa: E731
+    assert strip(one) == strip(two)
+    for product in one:
+        rel = product["groups"][0]["image"]
+        assert (campaign_run / rel).read_bytes() == (tmp_path / rel).read_bytes()
+
+
+def test_pretrain_generator_without_grm_keeps_first_candidates(world, tmp_path):
+    spec = {"generatorRef": {"kind": "GMLLMTraining", "name": "gmllm"}, "rewardModelRef": None, "products": ["p01"]}
+    for step in ("generate", "merge"):
+        run_in_process(campaign_config(world, tmp_path, step, **spec))
+    campaign = json.loads((tmp_path / "campaign.json").read_text())
+    (product,) = campaign["products"]
+    assert [g["n"] for g in product["groups"]] == [0, 0, 0]
+    assert all(g["score"] is None for g in product["groups"])
+    assert product["onesize"]["source"] == "audience"
+    metrics = json.loads((tmp_path / "manifest.json").read_text())["metrics"]
+    assert metrics == {"products": 1, "groups": 3, "images": 4, "candidates": 6}
+
+
+def _result(scores: list[list[float]], owners: list[int | None], sizes: list[int]) -> ProductResult:
+    groups = [Group(g, s, np.zeros((1, 1), np.float32)) for g, s in enumerate(sizes)]
+    cands = [Candidate(f"c{i}", None, owner, i, row) for i, (owner, row) in enumerate(zip(owners, scores))]
+    return ProductResult(CatalogEntry("p", "t", "x.png"), groups, cands)
+
+
+def test_choice_rules():
+    # candidates × groups; owners: two per group, then two for the whole audience
+    scores = [[0.1, 0.0], [0.3, 0.9], [0.0, 0.2], [0.0, 0.1], [0.25, 0.5], [0.2, 0.2]]
+    owners = [0, 0, 1, 1, None, None]
+    result = _result(scores, owners, sizes=[30, 10])
+    choose(result, with_scores=True)
+    assert result.chosen == {0: 1, 1: 2}
+    # size-weighted mean (0.75, 0.25): candidate 1 has 0.45, the best of all six
+    assert result.onesize == 1
+    result = _result(scores, owners, sizes=[1, 99])
+    choose(result, with_scores=True)
+    assert result.onesize == 1 and result.chosen == {0: 1, 1: 2}
+    result = _result([[0.0, 0.0]] * 6, owners, sizes=[1, 1])
+    choose(result, with_scores=True)  # ties go to the earliest candidate
+    assert (result.chosen, result.onesize) == ({0: 0, 1: 2}, 0)
+    result = _result([None] * 6, owners, sizes=[1, 1])
+    choose(result, with_scores=False)
+    assert (result.chosen, result.onesize) == ({0: 0, 1: 2}, 4)
+
+
+# ---- bad inputs: exit 65 with one line naming the problem -------------------------------------------
+
+
+def expect_invalid(config: dict, tmp_path: Path, *needles: str) -> str:
+    done = run_step(config, tmp_path)
+    assert done.returncode == 65, (done.returncode, done.stderr[-2000:])
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("osmf: invalid input: "), done.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def test_empty_products_with_a_grouping_that_has_none(world, tmp_path):
+    import pandas as pd
+
+    grouping = tmp_path / "empty-grouping"
+    grouping.mkdir()
+    frame = pd.read_parquet(world.grouping / "groups.parquet").iloc[0:0]
+    frame.to_parquet(grouping / "groups.parquet")
+    config = campaign_config(world, tmp_path / "run", "generate")
+    config["inputs"]["grouping"]["uri"] = grouping.as_uri()
+    expect_invalid(config, tmp_path, "spec.products is empty", "has no products")
+
+
+def test_unknown_product(world, tmp_path):
+    expect_invalid(campaign_config(world, tmp_path / "run", "generate", products=["p00", "nope"]), tmp_path, "'nope'", "spec.products")
+
+
+def test_product_without_an_image(world, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(world.data, data)
+    (data / "products" / "p01.png").unlink()
+    (data / "products" / "p02.png").write_bytes(b"not a png")
+    config = campaign_config(world, tmp_path / "run", "generate", products=["p01"])
+    config["inputs"]["data"]["uri"] = data.as_uri()
+    expect_invalid(config, tmp_path, "'p01'", "products/p01.png", "not found")
+    config = campaign_config(world, tmp_path / "run", "generate", products=["p02"])
+    config["inputs"]["data"]["uri"] = data.as_uri()
+    expect_invalid(config, tmp_path, "'p02'", "not a readable image")
+
+
+def test_generator_of_the_wrong_kind(world, tmp_path):
+    config = campaign_config(world, tmp_path / "run", "generate", generatorRef={"kind": "GMLLMTraining", "name": "grm"})
+    config["inputs"]["generator"]["uri"] = world.uri("reward")
+    expect_invalid(config, tmp_path, "GMLLMTraining/grm", "reward model")
+    config = campaign_config(world, tmp_path / "run", "generate")
+    config["inputs"]["generator"]["uri"] = world.uri("grouping")  # not a GroupDPORun run
+    expect_invalid(config, tmp_path, "GroupDPORun/dpo", "no LoRA adapter")
+
+
+def test_merge_without_shard_records(world, tmp_path):
+    expect_invalid(campaign_config(world, tmp_path / "run", "merge"), tmp_path, "shard 0 of 1 wrote no records")
