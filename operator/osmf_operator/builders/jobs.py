@@ -139,6 +139,8 @@ def build_pod_spec(request: JobRequest, settings: OperatorSettings) -> dict[str,
         "resources": container_resources(request.resources, gpu, settings, field),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
+        # A failed pod's last log lines (the job's one-line reason) become its termination message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if node_count(request) > 1:
         container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"}]

@@ -53,6 +53,7 @@ def build_inference_service(request: ServiceRequest, owner: dict[str, Any], sett
         "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
         "resources": container_resources(resources, gpu, settings, field),
         "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     predictor: dict[str, Any] = {
         "minReplicas": serving.min_replicas,
