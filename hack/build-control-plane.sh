@@ -135,10 +135,10 @@ EOF
   mv "$out" "$ETCD_DIR.tmp" && mv "$ETCD_DIR.tmp" "$ETCD_DIR"
 }
 
-build_go_install() {  # DEST MODULE/cmd/x@VERSION BINARY
-  local dest=$1 pkg=$2 bin=$3 out="$WORK/$bin-out"
+build_go_install() {  # DEST MODULE/cmd/x@VERSION BINARY [EXTRA_LDFLAGS]
+  local dest=$1 pkg=$2 bin=$3 ldflags="-s -w ${4:-}" out="$WORK/$bin-out"
   mkdir -p "$out" && cd "$WORK"
-  GOFLAGS="-trimpath -buildvcs=false" GOBIN="$out" go install -ldflags="-s -w" "$pkg"
+  GOFLAGS="-trimpath -buildvcs=false" GOBIN="$out" go install -ldflags="$ldflags" "$pkg"
   "$out/$bin" --help >/dev/null
   mv "$out" "$dest.tmp" && mv "$dest.tmp" "$dest"
 }
@@ -161,7 +161,13 @@ rm -rf "$K8S_DIR.tmp" "$ETCD_DIR.tmp" "$KWOK_DIR.tmp" "$HELM_DIR.tmp"
 have "$K8S_DIR" kube-apiserver kube-controller-manager kube-scheduler kubectl || run_step "kubernetes-$KUBERNETES_VERSION" build_kubernetes || true
 have "$ETCD_DIR" etcd || run_step "etcd-$ETCD_VERSION" build_etcd || true
 have "$KWOK_DIR" kwok || run_step "kwok-$KWOK_VERSION" build_go_install "$KWOK_DIR" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok || true
-have "$HELM_DIR" helm || run_step "helm-$HELM_VERSION" build_go_install "$HELM_DIR" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm || true
+# As Helm's Makefile does: its version, and the Kubernetes version `helm template` assumes (ours).
+k8s_minor="${KUBERNETES_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
+helm_ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for x in pkg/chartutil pkg/lint/rules; do
+  helm_ldflags+=" -X helm.sh/helm/v3/$x.k8sVersionMajor=1 -X helm.sh/helm/v3/$x.k8sVersionMinor=$k8s_minor"
+done
+have "$HELM_DIR" helm || run_step "helm-$HELM_VERSION" build_go_install "$HELM_DIR" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm "$helm_ldflags" || true
 
 if ((${#FAILED[@]})); then
   {
