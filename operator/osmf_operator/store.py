@@ -1,11 +1,18 @@
 """One artifact store interface over file:// (and plain paths) and s3:// (boto3).
 
 S3 settings come the standard AWS way (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_REGION, …), so any
-S3-compatible endpoint works without OSMF-specific variables.
+S3-compatible endpoint works without OSMF-specific variables (botocore addresses a custom endpoint
+path-style, `http://host/bucket/key`, so no wildcard DNS is needed).
+
+Errors: a missing file or key raises FileNotFoundError; an unreachable or failing store raises
+StoreError (retriable for jobs). Files travel by streaming (multipart for large ones), never whole
+in memory, so multi-GB model shards are fine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +60,9 @@ class _JsonMixin:
         self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
+TMP_SUFFIX = ".osmf-tmp"  # FileStore's half-written files; never listed
+
+
 class FileStore(_JsonMixin):
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -74,10 +84,16 @@ class FileStore(_JsonMixin):
         path = self._path(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temp file and rename so readers never see a half-written file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; other pods (other uids) read artifacts too
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def list(self, rel: str = "") -> list[str]:
         base = self._path(rel)
@@ -87,14 +103,14 @@ class FileStore(_JsonMixin):
             return []
         return sorted(
             p.relative_to(self.root).as_posix() for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
+            if p.is_file() and not p.name.endswith(TMP_SUFFIX)
         )
 
     def download(self, rel: str, dest: Path) -> Path:
         src = self._path(rel)
         dest = Path(dest)
         if src.is_dir():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
+            shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(f"*{TMP_SUFFIX}"))
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
@@ -123,6 +139,26 @@ class FileStore(_JsonMixin):
         return "sha256:" + sha256_hex("\n".join(entries).encode())
 
 
+@functools.lru_cache(maxsize=8)
+def _s3_client(endpoint: str | None, access_key: str | None, region: str | None) -> Any:
+    """One client per endpoint/identity (clients are thread-safe and slow to build); boto3 reads the rest of the environment."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=10,  # the default (60 s) × 5 attempts would hide an unreachable store for minutes
+        read_timeout=120,
+    )
+    return boto3.client("s3", config=config)
+
+
+def default_s3_client() -> Any:
+    """The client the standard AWS environment describes (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return _s3_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+
+
 class S3Store(_JsonMixin):
     def __init__(self, bucket: str, prefix: str, client: Any = None):
         self.bucket = bucket
@@ -133,40 +169,49 @@ class S3Store(_JsonMixin):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+            self._client = default_s3_client()
         return self._client
 
     def _key(self, rel: str) -> str:
         return join(self.prefix, rel).lstrip("/")
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str = ""):
+        """botocore's and boto3's exceptions → FileNotFoundError (no such key) or StoreError (the rest)."""
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self.client, method)(**kwargs)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            yield
+        except (ClientError, BotoCoreError, Boto3Error) as error:
+            # boto3's transfer errors wrap the ClientError that says what happened.
+            client_error = error if isinstance(error, ClientError) else error.__cause__ or error.__context__
+            code = str(client_error.response.get("Error", {}).get("Code", "")) if isinstance(client_error, ClientError) else ""
             if code in ("404", "NoSuchKey", "NotFound"):
-                raise FileNotFoundError(f"{self.uri}: {kwargs.get('Key', '')} not found") from None
-            raise StoreError(f"s3 {method} on {self.bucket}: {code or error}") from None
-        except BotoCoreError as error:
-            raise StoreError(f"s3 {method} on {self.bucket}: {error}") from None
+                raise FileNotFoundError(f"{self.uri}: {self._relative(key)} not found") from None
+            raise StoreError(f"s3 {action} s3://{self.bucket}/{key}: {code or error}") from None
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        with self._errors(method, kwargs.get("Key", kwargs.get("Prefix", ""))):
+            return getattr(self.client, method)(**kwargs)
 
     def child(self, rel: str) -> "S3Store":
         return S3Store(self.bucket, self._key(rel), self._client)
 
     def exists(self, rel: str) -> bool:
-        try:
-            self._call("head_object", Bucket=self.bucket, Key=self._key(rel))
-            return True
-        except FileNotFoundError:
-            return bool(self._list_keys(self._key(rel).rstrip("/") + "/", limit=1))
+        key = self._key(rel)
+        if key:
+            try:
+                self._call("head_object", Bucket=self.bucket, Key=key)
+                return True
+            except FileNotFoundError:
+                pass
+        return bool(self._list_keys(f"{key.rstrip('/')}/" if key else "", limit=1))
 
     def read_bytes(self, rel: str) -> bytes:
-        return self._call("get_object", Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+        key = self._key(rel)
+        with self._errors("get_object", key):  # the body streams: a dropped connection surfaces on read()
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         self._call("put_object", Bucket=self.bucket, Key=self._key(rel), Body=data)
@@ -191,38 +236,49 @@ class S3Store(_JsonMixin):
         prefix = f"{base}/" if base else ""
         return [o for o in self._list_keys(prefix) if not o["Key"].endswith("/")]
 
+    def _relative(self, key: str) -> str:
+        return key.removeprefix(f"{self.prefix}/") if self.prefix else key
+
     def list(self, rel: str = "") -> list[str]:
-        strip = f"{self.prefix}/" if self.prefix else ""
-        keys = [o["Key"].removeprefix(strip) for o in self._listing(rel)]
-        if not keys and rel and self.exists(rel):
+        keys = [self._relative(o["Key"]) for o in self._listing(rel)]
+        if not keys and rel.strip("/") and self.exists(rel):
             return [rel.strip("/")]
         return sorted(keys)
 
     def download(self, rel: str, dest: Path) -> Path:
         dest = Path(dest)
+        base = rel.strip("/")
         files = self.list(rel)
-        single = len(files) == 1 and files[0] == rel.strip("/")
-        for file_rel in files:
-            target = dest if single else dest / Path(file_rel).relative_to(rel.strip("/") or ".")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.read_bytes(file_rel))
         if not files:
             raise FileNotFoundError(f"{join(self.uri, rel)}: nothing stored there")
+        single = files == [base] and base != ""
+        for file_rel in files:
+            target = dest if single else dest / (file_rel[len(base) + 1:] if base else file_rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            key = self._key(file_rel)
+            with self._errors("download", key):
+                self.client.download_file(self.bucket, key, str(target))
         return dest
 
     def upload(self, src: Path, rel: str) -> None:
         src = Path(src)
         if src.is_dir():
-            for path in sorted(p for p in src.rglob("*") if p.is_file()):
-                self.write_bytes(join(rel, path.relative_to(src).as_posix()), path.read_bytes())
+            pairs = [(path, join(rel, path.relative_to(src).as_posix())) for path in sorted(src.rglob("*")) if path.is_file()]
+        elif src.is_file():
+            pairs = [(src, rel)]
         else:
-            self.write_bytes(rel, src.read_bytes())
+            raise FileNotFoundError(f"{src}: no such file or directory")
+        for path, file_rel in pairs:
+            key = self._key(file_rel)
+            with self._errors("upload", key):
+                self.client.upload_file(str(path), self.bucket, key)
 
     def local_path(self, rel: str = "") -> None:
         return None
 
     def fingerprint(self) -> str:
-        entries = [f"{o['Key']}\t{o['Size']}\t{o.get('ETag', '')}" for o in self._listing()]
+        """Digest of the listing (path relative to this store, size, ETag), like FileStore's."""
+        entries = [f"{self._relative(o['Key'])}\t{o['Size']}\t{o.get('ETag', '')}" for o in self._listing()]
         return "sha256:" + sha256_hex("\n".join(sorted(entries)).encode())
 
 
@@ -235,6 +291,8 @@ def open_store(uri: str | Path) -> ArtifactStore:
             raise ValueError(f"{text}: an s3 URI needs a bucket (s3://bucket/prefix)")
         return S3Store(parsed.netloc, parsed.path)
     if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{text}: file URIs are absolute (file:///path); for a relative path drop the scheme")
         return FileStore(Path(unquote(parsed.path)))
     if parsed.scheme in ("", None) or len(parsed.scheme) == 1:  # plain path (or a Windows drive letter)
         return FileStore(Path(text))
