@@ -277,8 +277,16 @@ class Reconciler:
         self.set_stage("Succeeded")
         if self.resource.kind == "AdImageCampaign" and self.resource.spec.serving.enabled:
             return self.serve(plan)
+        self.forget_service()
         c.set("Ready", "True", reason, message)
         return self.decision
+
+    def forget_service(self) -> None:
+        """Serving is off (or was turned off): the executor removes the InferenceService, status stops naming it."""
+        self.status.children.objects = [o for o in self.status.children.objects if o.kind != "InferenceService"]
+        self.status.children.url = None
+        if self.conditions.find("ServingReady") is not None:
+            self.conditions.set("ServingReady", "False", "ServingDisabled", "spec.serving.enabled is false")
 
     def serve(self, plan: RunPlan) -> Decision:
         """Campaign images are done; Ready waits for the InferenceService and its pods."""
