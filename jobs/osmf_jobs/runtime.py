@@ -206,11 +206,16 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -> None:
-    """Entry point of every job: parse --config, run main(ctx), exit with the contract's code."""
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line every job accepts (the operator's Job command must parse with it)."""
     parser = argparse.ArgumentParser(description="Run one OSMF job step from its JSON config.")
     parser.add_argument("--config", required=True, help="path of the job config JSON ('-' reads stdin)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -> None:
+    """Entry point of every job: parse --config, run main(ctx), exit with the contract's code."""
+    args = argument_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:

@@ -1,0 +1,95 @@
+"""`osmf render` of every example: strictly valid objects, GPU pods shaped right, and job configs that
+the jobs' own config model and argument parser accept (the operator ↔ job contract)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osmf_jobs.runtime import argument_parser, build_context, load_config
+from osmf_operator.api import INVALID_INPUT_EXIT_CODE, KINDS
+from tests.unit.test_builders import validate
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def render(path: Path, *extra: str) -> list[dict]:
+    out = subprocess.run([sys.executable, "-m", "osmf_operator.cli", "render", str(path), *extra],
+                         capture_output=True, text=True, check=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {p.name: render(p) for p in sorted(EXAMPLES.iterdir()) if p.is_dir()}
+
+
+def test_every_rendered_object_validates_strictly(rendered):
+    objects = [obj for docs in rendered.values() for obj in docs]
+    assert {o["kind"] for o in objects} == {"ConfigMap", "Job", "Service", "InferenceService"}
+    for obj in objects:
+        validate(obj)
+
+
+def test_gpu_stages_show_node_selection_tolerations_gpus_shm_and_failure_policy(rendered):
+    jobs = [o for o in rendered["h100-pipeline"] if o["kind"] == "Job" and o["metadata"]["labels"]["osmf.dev/step"] != "merge"]
+    assert jobs  # every non-merge step of the H100 example asks for GPUs
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        limits = pod["containers"][0]["resources"]["limits"]
+        assert int(limits["nvidia.com/gpu"]) >= 1, job["metadata"]["name"]
+        assert pod["nodeSelector"] and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+        assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in pod["volumes"])
+        rules = job["spec"]["podFailurePolicy"]["rules"]
+        assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
+        assert any(r["action"] == "FailJob" and INVALID_INPUT_EXIT_CODE in r["onExitCodes"]["values"] for r in rules)
+
+
+def test_every_job_command_and_config_is_accepted_by_its_job(rendered, tmp_path):
+    for docs in rendered.values():
+        configs = {o["metadata"]["name"]: o for o in docs if o["kind"] == "ConfigMap"}
+        for job in (o for o in docs if o["kind"] == "Job"):
+            container = job["spec"]["template"]["spec"]["containers"][0]
+            command = container["command"] + container.get("args", [])
+            if command[0] in ("bash", "sh"):  # multi-node launcher script: the job command is inside it
+                command = shlex.split(command[-1].split("exec ", 1)[-1])
+            module_at = command.index("-m") + 1
+            kind = job["metadata"]["labels"]["osmf.dev/kind"]
+            assert command[module_at] == KINDS[kind].job_module
+            args = argument_parser().parse_args(command[module_at + 1:])
+            config_map = next(c for n, c in configs.items() if job["metadata"]["name"] in n)
+            (text,) = config_map["data"].values()
+            config = load_config(text)
+            assert args.config.endswith(next(iter(config_map["data"])))
+            assert config.kind == kind and config.step == job["metadata"]["labels"]["osmf.dev/step"]
+            ctx = build_context(config)
+            assert ctx.spec == KINDS[kind].spec_model.model_validate(json.loads(text)["spec"])
+
+
+def test_render_with_platform_settings(tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({
+        "nodePools": {"h100": {"nodeSelector": {"karpenter.k8s.aws/instance-gpu-name": "h100"}}},
+        "kueue": {"enabled": True, "defaultQueue": "ml"},
+        "artifacts": {"rootUri": "s3://company-ml/osmf"},
+    }))
+    docs = render(EXAMPLES / "h100-pipeline", "--settings", str(settings))
+    jobs = [o for o in docs if o["kind"] == "Job"]
+    assert all(j["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "ml" for j in jobs)
+    assert all("suspend" not in j["spec"] for j in jobs)
+    configs = [json.loads(next(iter(o["data"].values()))) for o in docs if o["kind"] == "ConfigMap"]
+    assert all(c["run"]["uri"].startswith("s3://company-ml/osmf/default/") for c in configs)
+
+
+def test_render_reports_bad_settings_in_one_line(tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("defaultGpuPool: a100\n")
+    proc = subprocess.run([sys.executable, "-m", "osmf_operator.cli", "render", str(EXAMPLES), "--settings", str(settings)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "defaultGpuPool" in proc.stderr and "Traceback" not in proc.stderr
