@@ -123,3 +123,18 @@ def answer_logprobs(logits_tail: torch.Tensor, batch: Batch) -> tuple[torch.Tens
     logprobs = torch.log_softmax(logits_tail[:, :-1].float(), dim=-1)
     picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return (picked * mask).sum(-1), mask.sum(-1)
+
+
+def examples_batch(
+    model: Any,
+    processor: Any,
+    representatives: Sequence[np.ndarray],
+    images: Sequence[Any],
+    instructions: Sequence[str],
+    answers: Sequence[str] | None = None,
+    max_length: int | None = None,
+) -> Batch:
+    """encode_prompts + encode_answers + assemble for one list of examples."""
+    ids, vision = encode_prompts(processor, images, instructions)
+    answer_ids = encode_answers(processor.tokenizer, answers) if answers is not None else None
+    return assemble(ids, list(representatives), vision, processor.tokenizer.pad_token_id, model.n_tokens, answer_ids, max_length)

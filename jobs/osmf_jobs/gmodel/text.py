@@ -75,3 +75,10 @@ def match_rate(generated: str, target: str, vocabulary: Iterable[str] | None) ->
     if not produced:
         return 0.0
     return len(produced & style_words(target, vocabulary)) / len(produced)
+
+
+def style_vocabulary() -> set[str]:
+    """The fixed background style vocabulary (osmf_jobs.style): palette, pattern, lighting and mood words."""
+    from osmf_jobs.style import AXES
+
+    return {word for axis_words in AXES.values() for word in axis_words}

@@ -1,0 +1,74 @@
+"""Plumbing both tasks share: DDP wrapping, resume, checkpoints, publishing the model."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import torch
+
+from osmf_jobs.gmodel.location import MODEL_SUBDIR
+from osmf_jobs.gmodel.model import GroupMLLM, save_gmodel
+from osmf_jobs.gmodel.training import (
+    Checkpointer,
+    Device,
+    FitSettings,
+    load_trainable_state,
+    rng_state,
+    set_rng_state,
+    trainable_state,
+)
+
+
+def fit_settings(training: Any) -> FitSettings:
+    return FitSettings(
+        epochs=training.epochs, learning_rate=training.learning_rate, batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps, scheduler=training.scheduler,
+        warmup_ratio=training.warmup_ratio, max_steps=training.max_steps,
+        checkpoint_every_steps=training.checkpoint_every_steps, seed=training.seed,
+    )
+
+
+def wrap(model: GroupMLLM, device: Device) -> Any:
+    """The module the training step calls: DDP under torchrun, the model itself otherwise."""
+    if device.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.device.index] if device.device.type == "cuda" else None)
+
+
+class Resume:
+    """Restores the last checkpoint (if any) and writes new ones from rank 0."""
+
+    def __init__(self, ctx: Any, model: GroupMLLM, device: Device):
+        self.model, self.device = model, device
+        self.checkpointer = Checkpointer(ctx.store)
+        found = self.checkpointer.load()
+        self.step, self.optimizer_state, self.history = 0, None, []
+        if found is not None:
+            self.step, state = found
+            load_trainable_state(model, state["model"])
+            self.optimizer_state = state["optimizer"]
+            self.history = state.get("history", [])
+            set_rng_state(state["rng"])
+
+    def save(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        if self.device.is_main:
+            self.checkpointer.save(step, {
+                "model": trainable_state(self.model), "optimizer": optimizer.state_dict(),
+                "rng": rng_state(), "history": self.history,
+            })
+        if self.device.world_size > 1:
+            torch.distributed.barrier()
+
+
+def publish_model(ctx: Any, model: GroupMLLM, processor: Any, meta: dict[str, Any]) -> None:
+    """Write the G-MLLM directory to <run>/model/ (directly for a local run dir)."""
+    local = ctx.store.local_path(MODEL_SUBDIR)
+    target = local if local is not None else ctx.scratch / MODEL_SUBDIR
+    if target.exists():
+        shutil.rmtree(target)
+    save_gmodel(model, processor, target, meta)
+    if local is None:
+        ctx.store.upload(target, MODEL_SUBDIR)

@@ -1,0 +1,35 @@
+"""GMLLMTraining step `train`: validate inputs, set up devices, run the task, write metrics + manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from osmf_jobs.runtime import JobContext
+
+from .config import resolve_inputs
+
+
+def main(ctx: JobContext) -> None:
+    inputs = resolve_inputs(ctx)  # cheap checks before torch is imported
+
+    import torch
+
+    from osmf_jobs.gmodel.data import load_gaip
+    from osmf_jobs.gmodel.training import barrier, quiet_transformers, seed_everything, setup_device
+
+    quiet_transformers()
+    spec = ctx.spec
+    device = setup_device(ctx.dist, spec.training.precision)
+    seed_everything(spec.training.seed)
+    data = load_gaip(inputs.dataset, inputs.grouping, inputs.data, need_pairs=spec.task == "reward")
+    if spec.task == "pretrain":
+        from .pretrain import run
+    else:
+        from .reward import run
+    metrics: dict[str, Any] = run(ctx, inputs, data, device)
+    if device.is_main:
+        ctx.store.write_json("metrics.json", metrics)
+        ctx.write_manifest(metrics)
+    barrier(device)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

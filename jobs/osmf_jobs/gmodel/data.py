@@ -1,0 +1,310 @@
+"""Training data for the G-MLLM and the GRM, read from a GAIP run and its grouping (DESIGN §5).
+
+Pretrain examples, one image each, all conditioned on the (product, group) soft tokens:
+- profile: product image → the group profile ("age_band 25-34 , region north").
+- prefer: product image + the captions of a GAIP pair as options a/b → "a" or "b".
+- product: a logged ad image → "<title> ; background : <caption>".
+- prompt: product image → the caption of the group's best image (highest CTR): the generation target.
+
+Group profiles: a `profile` column of groups.parquet when the grouping wrote one; otherwise derived
+from assignments.parquet + the users table: for each attribute the grouping was allowed to read,
+the value most over-represented in the group relative to all the product's users (highest lift).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from osmf_jobs.runtime import InvalidInput
+
+from .text import TASKS, instruction, product_answer, template_words, words
+
+SAMPLE_COLUMNS = ("product_id", "title", "image_id", "image_uri", "group_id", "ctr", "caption", "split")
+PAIR_COLUMNS = ("product_id", "group_id", "chosen_image_id", "rejected_image_id", "chosen_ctr", "rejected_ctr", "split")
+GROUP_COLUMNS = ("product_id", "group_id", "representatives")
+TRAIN = "train"
+
+GroupKey = tuple[str, int]
+
+
+def read_table(store: Any, name: str, what: str):
+    """A table stored as `<name>.parquet` (a file, or a directory of parts)."""
+    import pandas as pd
+
+    rel = f"{name}.parquet"
+    local = store.local_path(rel)
+    if local is not None:
+        if not local.exists():
+            raise InvalidInput(f"{what}: {store.uri}/{rel} is missing")
+        return pd.read_parquet(local)
+    parts = [p for p in store.list(rel) if p.endswith(".parquet")]
+    if not parts:
+        raise InvalidInput(f"{what}: {store.uri}/{rel} is missing")
+    return pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(p))) for p in sorted(parts)], ignore_index=True)
+
+
+def require_columns(frame: Any, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"{what}: column(s) {', '.join(missing)} missing; re-run the producing stage with a current OSMF")
+
+
+def stable_unit(*parts: Any) -> float:
+    """A deterministic number in [0, 1) from the parts (order of options, splits)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class Example:
+    task: str
+    product_id: str
+    group_id: int
+    image_uri: str
+    instruction: str
+    answer: str
+
+
+@dataclass
+class PairExample:
+    product_id: str
+    group_id: int
+    chosen_uri: str
+    rejected_uri: str
+    chosen_ctr: float
+    rejected_ctr: float
+
+
+@dataclass
+class GaipData:
+    """Everything the training jobs read, indexed for lookups."""
+
+    samples: Any  # DataFrame
+    pairs: Any  # DataFrame (may be empty)
+    representatives: dict[GroupKey, np.ndarray]
+    titles: dict[str, str]
+    product_images: dict[str, str]
+    split: dict[str, str]
+    profiles: dict[GroupKey, str]
+    profile_source: str
+    data_store: Any
+    _images: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def group_dim(self) -> int:
+        return int(next(iter(self.representatives.values())).shape[1])
+
+    @property
+    def n_vectors(self) -> int:
+        return int(next(iter(self.representatives.values())).shape[0])
+
+    def is_train(self, product_id: str) -> bool:
+        return self.split.get(product_id, TRAIN) == TRAIN
+
+    def group_keys(self, train: bool) -> list[GroupKey]:
+        keys = {(p, int(g)) for p, g in zip(self.samples["product_id"], self.samples["group_id"]) if self.is_train(p) == train}
+        return sorted(k for k in keys if k in self.representatives)
+
+    def image(self, uri: str):
+        """A PIL image by URI (relative to the data root, or absolute s3:// / file://)."""
+        return _load_image(self.data_store, uri)
+
+    def best_captions(self) -> dict[GroupKey, str]:
+        """Caption of each group's best image: highest CTR, then most impressions, then image id."""
+        frame = self.samples.assign(_imp=self.samples["impressions"] if "impressions" in self.samples else 0)
+        frame = frame.sort_values(["product_id", "group_id", "ctr", "_imp", "image_id"], ascending=[True, True, False, False, True])
+        best = frame.drop_duplicates(["product_id", "group_id"])
+        return {(p, int(g)): c for p, g, c in zip(best["product_id"], best["group_id"], best["caption"])}
+
+    def vocabulary(self, style_words: set[str]) -> set[str]:
+        """Every word the tiny tokenizer must know for this dataset."""
+        found = set(template_words()) | style_words
+        for text in list(self.titles.values()) + list(self.samples["caption"].unique()) + list(self.profiles.values()):
+            found |= set(words(text))
+        return found
+
+
+@lru_cache(maxsize=8192)
+def _read_image_bytes(store_uri: str, uri: str) -> bytes:
+    from osmf_operator.store import open_store
+
+    if "://" in uri:
+        parent, _, name = uri.rpartition("/")
+        return open_store(parent).read_bytes(name)
+    return open_store(store_uri).read_bytes(uri)
+
+
+def _load_image(data_store: Any, uri: str):
+    from PIL import Image
+
+    try:
+        data = _read_image_bytes(data_store.uri, uri)
+    except (FileNotFoundError, OSError) as error:
+        raise InvalidInput(f"image {uri}: cannot be read from the data root {data_store.uri} ({error})") from None
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def data_root(dataset_store: Any, grouping_store: Any, explicit: Any = None) -> Any:
+    """The logs root (products, images, users): the job's `data` input, else the one the GAIP run
+    or the grouping recorded as its `data` input in its manifest."""
+    from osmf_operator.store import open_store, read_manifest
+
+    if explicit is not None:
+        return explicit
+    for store in (dataset_store, grouping_store):
+        found = read_manifest(store)
+        for item in (found[0].get("inputs", []) if found else []):
+            if item.get("name") == "data" and item.get("uri"):
+                return open_store(item["uri"])
+    raise InvalidInput(
+        f"no data root: neither {dataset_store.uri} nor {grouping_store.uri} records a 'data' input in its manifest; "
+        "re-run the GAIPDataset or pass a 'data' input"
+    )
+
+
+def load_gaip(dataset_store: Any, grouping_store: Any, data_store: Any, need_pairs: bool) -> GaipData:
+    samples = read_table(dataset_store, "samples", "GAIP dataset")
+    require_columns(samples, SAMPLE_COLUMNS, "GAIP samples.parquet")
+    if samples.empty:
+        raise InvalidInput(f"GAIP dataset {dataset_store.uri}: samples.parquet is empty; lower the GAIPDataset's minImpressions")
+    pairs = read_table(dataset_store, "pairs", "GAIP dataset") if (need_pairs or dataset_store.exists("pairs.parquet")) else None
+    if pairs is not None:
+        require_columns(pairs, PAIR_COLUMNS, "GAIP pairs.parquet")
+    if need_pairs and (pairs is None or not (pairs["split"] == TRAIN).any()):
+        raise InvalidInput(
+            f"GAIP dataset {dataset_store.uri} has no training pairs; the reward task needs them "
+            "(lower the GAIPDataset's minImpressions or widen its pairs band)"
+        )
+    groups = read_table(grouping_store, "groups", "AudienceGrouping")
+    require_columns(groups, GROUP_COLUMNS, "grouping groups.parquet")
+    representatives = {
+        (str(p), int(g)): np.stack([np.asarray(v, dtype=np.float32) for v in reps])
+        for p, g, reps in zip(groups["product_id"], groups["group_id"], groups["representatives"])
+    }
+    shapes = {v.shape for v in representatives.values()}
+    if len(shapes) != 1:
+        raise InvalidInput(f"grouping groups.parquet: representatives have mixed shapes {sorted(shapes)}; every group needs the same number of vectors")
+    samples = samples.assign(product_id=samples["product_id"].astype(str), group_id=samples["group_id"].astype(int))
+    missing = {(p, g) for p, g in zip(samples["product_id"], samples["group_id"])} - set(representatives)
+    if missing:
+        example = sorted(missing)[0]
+        raise InvalidInput(
+            f"GAIP samples name {len(missing)} (product, group) pairs the grouping does not have, e.g. {example}; "
+            "the GAIPDataset must come from this AudienceGrouping"
+        )
+    products = _products(data_store, samples)
+    split = dict(zip(samples["product_id"], samples["split"].astype(str)))
+    profiles, source = _profiles(groups, grouping_store, data_store)
+    if pairs is not None:
+        pairs = pairs.assign(product_id=pairs["product_id"].astype(str), group_id=pairs["group_id"].astype(int))
+    return GaipData(
+        samples=samples, pairs=pairs, representatives=representatives,
+        titles=dict(zip(samples["product_id"], samples["title"].astype(str))), product_images=products,
+        split=split, profiles=profiles, profile_source=source, data_store=data_store,
+    )
+
+
+def _products(data_store: Any, samples: Any) -> dict[str, str]:
+    """Product cut-out URIs from the products table (falls back to nothing: callers check)."""
+    products = read_table(data_store, "products", "data root")
+    require_columns(products, ("product_id", "image_uri"), "products table")
+    uris = dict(zip(products["product_id"].astype(str), products["image_uri"].astype(str)))
+    missing = sorted(set(samples["product_id"]) - set(uris))
+    if missing:
+        raise InvalidInput(f"products table of {data_store.uri} lacks {len(missing)} GAIP products, e.g. {missing[0]}; the GAIP run must come from this data root")
+    return uris
+
+
+def _profiles(groups: Any, grouping_store: Any, data_store: Any) -> tuple[dict[GroupKey, str], str]:
+    if "profile" in groups.columns:
+        return {(str(p), int(g)): str(t) for p, g, t in zip(groups["product_id"], groups["group_id"], groups["profile"])}, "groups.parquet profile"
+    attributes = _allowed_attributes(grouping_store)
+    if not attributes or not grouping_store.exists("assignments.parquet"):
+        return {}, "none (no profile column, or no assignments and allowed attributes in the grouping)"
+    assignments = read_table(grouping_store, "assignments", "AudienceGrouping")
+    users = read_table(data_store, "users", "data root")
+    attributes = [a for a in attributes if a in users.columns]
+    return derive_profiles(assignments, users, attributes), f"derived from assignments + users ({', '.join(attributes)})"
+
+
+def _allowed_attributes(grouping_store: Any) -> list[str]:
+    """The user attributes the grouping was allowed to read (spec.userAttributes), as it recorded them."""
+    for rel in ("model/config.json", "metrics.json"):
+        if grouping_store.exists(rel):
+            doc = grouping_store.read_json(rel)
+            for key in ("user_attributes", "userAttributes", "attributes"):
+                if isinstance(doc.get(key), list):
+                    return [str(a) for a in doc[key]]
+    return []
+
+
+def derive_profiles(assignments: Any, users: Any, attributes: list[str]) -> dict[GroupKey, str]:
+    """For each (product, group) and attribute, the value with the highest lift over the product's users."""
+    frame = assignments[["product_id", "user_id", "group_id"]].merge(users[["user_id", *attributes]], on="user_id")
+    frame = frame.assign(product_id=frame["product_id"].astype(str), group_id=frame["group_id"].astype(int))
+    profiles: dict[GroupKey, list[str]] = defaultdict(list)
+    for attribute in attributes:
+        share_product = frame.groupby(["product_id", attribute]).size() / frame.groupby("product_id").size()
+        share_group = frame.groupby(["product_id", "group_id", attribute]).size() / frame.groupby(["product_id", "group_id"]).size()
+        lift = (share_group / share_product.reindex(share_group.index.droplevel("group_id")).to_numpy()).reset_index(name="lift")
+        lift = lift.sort_values(["product_id", "group_id", "lift", attribute], ascending=[True, True, False, True])
+        for p, g, value in lift.drop_duplicates(["product_id", "group_id"])[["product_id", "group_id", attribute]].itertuples(index=False):
+            profiles[(p, int(g))].append(f"{attribute.replace('_', ' ')} {value}")
+    return {k: " , ".join(v) for k, v in profiles.items()}
+
+
+def pretrain_examples(data: GaipData, train: bool, seed: int) -> list[Example]:
+    """The four pretrain tasks for the train (or held-out) products, in a fixed order."""
+    examples: list[Example] = []
+    best = data.best_captions()
+    captions = dict(zip(data.samples["image_id"].astype(str), data.samples["caption"].astype(str)))
+    for key in data.group_keys(train):
+        product, group = key
+        title, cutout = data.titles[product], data.product_images[product]
+        if key in data.profiles:
+            examples.append(Example("profile", product, group, cutout, instruction("profile", title=title), data.profiles[key]))
+        examples.append(Example("prompt", product, group, cutout, instruction("prompt", title=title), best[key]))
+    if data.pairs is not None:
+        for row in data.pairs.itertuples(index=False):
+            if data.is_train(row.product_id) != train or (row.product_id, row.group_id) not in data.representatives:
+                continue
+            chosen, rejected = captions.get(str(row.chosen_image_id)), captions.get(str(row.rejected_image_id))
+            if chosen is None or rejected is None or chosen == rejected:
+                continue
+            chosen_first = stable_unit(seed, row.product_id, row.group_id, row.chosen_image_id, row.rejected_image_id) < 0.5
+            a, b = (chosen, rejected) if chosen_first else (rejected, chosen)
+            examples.append(Example(
+                "prefer", row.product_id, int(row.group_id), data.product_images[row.product_id],
+                instruction("prefer", title=data.titles[row.product_id], a=a, b=b), "a" if chosen_first else "b",
+            ))
+    images = data.samples.drop_duplicates("image_id").sort_values("image_id")
+    for row in images.itertuples(index=False):
+        if data.is_train(row.product_id) != train:
+            continue
+        # The product task is about the image, not the group: any of the product's groups conditions it.
+        group = min(g for p, g in data.representatives if p == row.product_id)
+        examples.append(Example("product", row.product_id, group, row.image_uri, instruction("product"), product_answer(row.title, row.caption)))
+    assert {e.task for e in examples} <= set(TASKS)
+    return examples
+
+
+def reward_examples(data: GaipData, train: bool) -> list[PairExample]:
+    uris = dict(zip(data.samples["image_id"].astype(str), data.samples["image_uri"].astype(str)))
+    out = []
+    for row in data.pairs.itertuples(index=False):
+        if data.is_train(row.product_id) != train:
+            continue
+        chosen, rejected = uris.get(str(row.chosen_image_id)), uris.get(str(row.rejected_image_id))
+        if chosen is None or rejected is None:
+            raise InvalidInput(f"GAIP pairs.parquet names image {row.chosen_image_id if chosen is None else row.rejected_image_id} that samples.parquet lacks; re-run the GAIPDataset")
+        out.append(PairExample(row.product_id, int(row.group_id), chosen, rejected, float(row.chosen_ctr), float(row.rejected_ctr)))
+    return out

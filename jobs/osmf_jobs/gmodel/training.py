@@ -1,0 +1,287 @@
+"""Training plumbing shared by the gmllm and groupdpo jobs: devices, precision, schedules, data order
+and checkpoints in the artifact store."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINTS = "checkpoints"
+SLOTS = ("a", "b")  # two alternating slots: a crash while writing one leaves the other intact
+
+
+@dataclass
+class Device:
+    device: torch.device
+    precision: str  # what actually runs: bf16 | fp16 | fp32
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def setup_device(dist: Any, precision: str) -> Device:
+    """Join torchrun's process group when there is one; pick this rank's device.
+
+    CPU runs in fp32 whatever the spec says (bf16 autocast on CPU is slow and not what GPUs do).
+    """
+    if torch.cuda.is_available():
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            precision = "fp16"
+    else:
+        device, precision = torch.device("cpu"), "fp32"
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Device(device, precision, dist.rank, dist.world_size)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def barrier(device: Device) -> None:
+    if device.world_size > 1:
+        torch.distributed.barrier()
+
+
+def all_mean(value: float, device: Device) -> float:
+    if device.world_size == 1:
+        return value
+    tensor = torch.tensor([value], device=device.device, dtype=torch.float64)
+    torch.distributed.all_reduce(tensor)
+    return float(tensor.item()) / device.world_size
+
+
+def lr_factor(step: int, total: int, warmup: int, scheduler: str) -> float:
+    """Multiplier of the peak learning rate at optimiser step `step` (0-based)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if scheduler == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if scheduler == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def step_indices(n: int, step: int, per_step: int, seed: int) -> list[int]:
+    """The examples of optimiser step `step`: a fresh permutation per epoch (seeded by seed and epoch),
+    consumed `per_step` at a time; the last step of an epoch wraps around to stay full. Depends only on
+    its arguments, so a resumed run sees exactly the batches the interrupted one would have."""
+    steps_per_epoch = math.ceil(n / per_step)
+    epoch, within = divmod(step, steps_per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [int(order[(within * per_step + j) % n]) for j in range(per_step)]
+
+
+def micro_batches(indices: list[int], device: Device, batch_size: int) -> Iterator[list[int]]:
+    """This rank's micro-batches of one optimiser step's indices."""
+    per_micro = batch_size * device.world_size
+    for start in range(0, len(indices), per_micro):
+        chunk = indices[start : start + per_micro]
+        yield chunk[device.rank * batch_size : (device.rank + 1) * batch_size]
+
+
+class Checkpointer:
+    """Checkpoints under `<run>/checkpoints/<slot>/` in the artifact store.
+
+    A slot is `state.pt` then `done.json` ({"step": N}); the latest complete slot wins. Writing first
+    invalidates the slot's `done.json`, so a kill at any moment leaves one valid checkpoint.
+    """
+
+    def __init__(self, store: Any):
+        self.store = store.child(CHECKPOINTS)
+
+    def _done_step(self, slot: str) -> int | None:
+        if not self.store.exists(f"{slot}/done.json"):
+            return None
+        return self.store.read_json(f"{slot}/done.json").get("step")
+
+    def latest(self) -> tuple[str, int] | None:
+        found = [(step, slot) for slot in SLOTS if (step := self._done_step(slot)) is not None]
+        return (max(found)[1], max(found)[0]) if found else None
+
+    def save(self, step: int, state: dict[str, Any]) -> None:
+        latest = self.latest()
+        slot = SLOTS[0] if latest is None or latest[0] == SLOTS[1] else SLOTS[1]
+        self.store.write_json(f"{slot}/done.json", {"step": None})
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.store.write_bytes(f"{slot}/state.pt", buffer.getvalue())
+        self.store.write_json(f"{slot}/done.json", {"step": step})
+
+    def load(self) -> tuple[int, dict[str, Any]] | None:
+        latest = self.latest()
+        if latest is None:
+            return None
+        slot, step = latest
+        state = torch.load(io.BytesIO(self.store.read_bytes(f"{slot}/state.pt")), map_location="cpu", weights_only=False)
+        return step, state
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def quiet_transformers() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+@dataclass
+class FitSettings:
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    gradient_accumulation_steps: int = 1
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.0
+    max_steps: int = 0
+    checkpoint_every_steps: int = 0
+    seed: int = 0
+    max_grad_norm: float = 1.0
+
+    def total_steps(self, n_examples: int, world_size: int) -> int:
+        per_step = self.batch_size * world_size * self.gradient_accumulation_steps
+        total = self.epochs * math.ceil(n_examples / per_step)
+        return min(total, self.max_steps) if self.max_steps else total
+
+
+def fit(
+    params: list[torch.nn.Parameter],
+    loss_fn: Any,
+    n_examples: int,
+    settings: FitSettings,
+    device: Device,
+    ddp_model: Any = None,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+    on_step: Any = None,
+    checkpoint: Any = None,
+) -> int:
+    """AdamW over `params` for `settings.total_steps` optimiser steps, starting at `start_step`.
+
+    `loss_fn(indices) -> (loss, stats)` computes the mean loss of this rank's micro-batch;
+    `on_step(step, total, loss, lr, stats)` reports; `checkpoint(step, optimizer)` is called every
+    `checkpoint_every_steps` (not after the last step: the caller writes the final model).
+    """
+    per_step = settings.batch_size * device.world_size * settings.gradient_accumulation_steps
+    total = settings.total_steps(n_examples, device.world_size)
+    warmup = int(round(settings.warmup_ratio * total))
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    scaler = torch.amp.GradScaler(device.device.type) if device.precision == "fp16" else None
+    for step in range(start_step, total):
+        lr = settings.learning_rate * lr_factor(step, total, warmup, settings.scheduler)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        chunks = list(micro_batches(step_indices(n_examples, step, per_step, settings.seed), device, settings.batch_size))
+        loss_sum, stats = 0.0, {}
+        for k, chunk in enumerate(chunks):
+            sync = ddp_model is None or k == len(chunks) - 1
+            with (contextlib.nullcontext() if sync else ddp_model.no_sync()):
+                with device.autocast():
+                    loss, stats = loss_fn(chunk)
+                scaled = loss / len(chunks)
+                (scaler.scale(scaled) if scaler else scaled).backward()
+            loss_sum += float(loss.detach()) / len(chunks)
+        if scaler:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(step + 1, total, all_mean(loss_sum, device), lr, stats)
+        if checkpoint is not None and settings.checkpoint_every_steps and (step + 1) % settings.checkpoint_every_steps == 0 and step + 1 < total:
+            checkpoint(step + 1, optimizer)
+    return total
+
+
+class ProgressReporter:
+    """Writes step/total/loss/ETA through the job context; the ETA counts only this process's steps,
+    so a resumed run does not look faster than it is."""
+
+    def __init__(self, ctx: Any, start_step: int, label: str = ""):
+        import time
+
+        self.ctx, self.start_step, self.label = ctx, start_step, label
+        self.clock = time.monotonic
+        self.started = self.clock()
+        self.ema: float | None = None
+
+    def __call__(self, step: int, total: int, loss: float, lr: float, stats: dict[str, float] | None = None, force: bool = False) -> None:
+        self.ema = loss if self.ema is None else 0.9 * self.ema + 0.1 * loss
+        done_here = step - self.start_step
+        if done_here > 0:
+            # The runtime's ETA is elapsed/current × remaining from its own start; shift that start so
+            # elapsed/current equals this process's rate per step.
+            rate = (self.clock() - self.started) / done_here
+            self.ctx._progress_started = self.clock() - rate * step
+        metrics = {"loss": self.ema, "lr": lr} | {k: float(v) for k, v in (stats or {}).items()}
+        self.ctx.progress(step, total, metrics=metrics, force=force or step == total)
+
+
+def freeze_unreached(model: torch.nn.Module, probe_loss: Any) -> list[str]:
+    """Freeze trainable parameters the loss never reaches (e.g. a CLIP tower's post-layernorm, which
+    LLaVA skips): DDP fails on parameters without gradients. `probe_loss()` must give the same
+    structure on every rank; returns the frozen names."""
+    model.zero_grad(set_to_none=True)
+    probe_loss().backward()
+    frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+    model.zero_grad(set_to_none=True)
+    return frozen
