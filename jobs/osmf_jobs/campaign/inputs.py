@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from osmf_jobs import tables
 from osmf_jobs.runtime import InvalidInput, JobContext
 from osmf_operator.store import ArtifactStore, join, open_store, read_manifest
 
 from .config import GENERATOR, GROUPING, POLICY
 
 GROUP_COLUMNS = ("product_id", "group_id", "size", "representatives")
-PRODUCT_COLUMNS = ("product_id", "title", "image_uri")
 
 
 def read_table(store: ArtifactStore, name: str, what: str, columns: list[str] | None = None):
@@ -92,53 +92,31 @@ class CatalogEntry:
 
 
 def load_catalog(data: ArtifactStore, products: list[str]) -> dict[str, CatalogEntry]:
-    frame = read_table(data, "products", f"data root {data.uri}")
-    require_columns(frame, PRODUCT_COLUMNS, f"products table of {data.uri}")
-    frame = frame.assign(product_id=frame["product_id"].astype(str))
-    rows = {
-        pid: CatalogEntry(pid, str(title), "" if uri is None else str(uri))
-        for pid, title, uri in zip(frame["product_id"], frame["title"], frame["image_uri"])
-    }
+    frame = tables.read_table(data, "products", tables.SCHEMAS["products"])
+    rows = {pid: CatalogEntry(pid, title, uri) for pid, title, uri in zip(frame["product_id"], frame["title"], frame["image_uri"])}
     missing = [p for p in products if p not in rows]
     if missing:
-        raise InvalidInput(f"products table of {data.uri} lacks {len(missing)} campaign product(s), e.g. {missing[0]!r}; add them or drop them from spec.products")
+        raise InvalidInput(f"table 'products' of {data.uri} lacks {len(missing)} campaign product(s), e.g. {missing[0]!r}; add them or drop them from spec.products")
     return {p: rows[p] for p in products}
 
 
-def resolve_uri(data: ArtifactStore, uri: str) -> tuple[ArtifactStore, str]:
-    """(store, relative path) of an image named relative to the data root or absolutely."""
-    if "://" in uri or uri.startswith("/"):
-        parent, _, name = uri.rstrip("/").rpartition("/")
-        return open_store(parent or "/"), name
-    return data, uri
-
-
 def absolute_uri(data: ArtifactStore, uri: str) -> str:
-    store, rel = resolve_uri(data, uri)
+    store, rel = tables.resolve_uri(data, uri)
     return join(store.uri, rel)
 
 
 def load_cutout(data: ArtifactStore, entry: CatalogEntry):
     """The product's image as a PIL image, checked to be a usable cut-out."""
-    from PIL import Image, UnidentifiedImageError
-
     from osmf_jobs.render import product_cutout
 
+    what = f"product {entry.product_id!r}"
     if not entry.image_uri.strip():
-        raise InvalidInput(f"product {entry.product_id!r}: the products table gives no image_uri; add its cut-out")
-    store, rel = resolve_uri(data, entry.image_uri)
-    try:
-        raw = store.read_bytes(rel)
-        image = Image.open(io.BytesIO(raw))
-        image.load()
-    except (FileNotFoundError, IsADirectoryError) as error:
-        raise InvalidInput(f"product {entry.product_id!r}: image {entry.image_uri} not found under {data.uri} ({type(error).__name__})") from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise InvalidInput(f"product {entry.product_id!r}: image {entry.image_uri} is not a readable image ({' '.join(str(error).split())})") from None
+        raise InvalidInput(f"{what}: the products table gives no image_uri; add its cut-out")
+    image = tables.read_image(data, entry.image_uri, what)
     try:
         product_cutout(image)
     except InvalidInput as error:
-        raise InvalidInput(f"product {entry.product_id!r}: image {entry.image_uri}: {error}") from None
+        raise InvalidInput(f"{what}: image {entry.image_uri!r}: {error}") from None
     return image
 
 

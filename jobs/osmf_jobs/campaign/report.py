@@ -19,6 +19,8 @@ import io
 from collections import deque
 from typing import Any, Callable
 
+from osmf_jobs import tables
+from osmf_jobs.runtime import InvalidInput
 from osmf_operator.store import ArtifactStore, open_store, read_manifest
 
 from . import config as C
@@ -56,11 +58,11 @@ def defining_attributes(grouping: ArtifactStore, data: ArtifactStore, products: 
     assignments = read_table(grouping, "assignments", "AudienceGrouping", columns=["product_id", "user_id", "group_id"])
     assignments = assignments.assign(product_id=assignments["product_id"].astype(str))
     assignments = assignments[assignments["product_id"].isin(set(products))]
-    users = read_table(data, "users", f"data root {data.uri}")
-    present = [a for a in attributes if a in users.columns]
-    if not present:
-        return {}, f"the users table has none of the grouping's attributes ({', '.join(attributes)})"
-    users = users[["user_id", *present]].assign(user_id=users["user_id"].astype(str))
+    try:
+        users = tables.read_users(data, attributes)  # projected: only user_id + the allow-list is read
+    except InvalidInput as error:
+        return {}, f"the users table cannot be read for the grouping's attributes ({error})"
+    present = list(attributes)
     frame = assignments.assign(user_id=assignments["user_id"].astype(str), group_id=assignments["group_id"].astype(int)).merge(users, on="user_id")
     profiles: dict[tuple[str, int], Profile] = {}
     product_sizes = frame.groupby("product_id").size()
@@ -214,10 +216,8 @@ def image_reader(run: ArtifactStore) -> Callable[[str], bytes]:
     """Bytes of an image named by a run-relative path or an absolute URI."""
 
     def read(uri: str) -> bytes:
-        if "://" in uri or uri.startswith("/"):
-            parent, _, name = uri.rstrip("/").rpartition("/")
-            return open_store(parent or "/").read_bytes(name)
-        return run.read_bytes(uri)
+        store, rel = tables.resolve_uri(run, uri)
+        return store.read_bytes(rel)
 
     return read
 
