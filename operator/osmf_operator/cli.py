@@ -30,22 +30,17 @@ def run_job_tool(module: str, args: list[str]) -> int:
 
 
 def load_resources(paths: list[str]):
-    from .api import SpecError, parse_resource
-    from .documents import DocumentError, load_documents
+    """(resources, error lines); warnings (e.g. a reference outside the files) are printed, not fatal."""
+    from .validate import check_paths, has_errors
 
-    try:
-        docs = load_documents(paths)
-    except DocumentError as error:
-        return None, [str(error)]
-    resources, problems = [], []
-    for doc in docs:
-        try:
-            resources.append(parse_resource(doc.body))
-        except SpecError as error:
-            problems += [f"{doc.where}: {problem}" for problem in error.problems]
-    if not docs:
-        problems.append(f"{' '.join(paths)}: no resources found")
-    return resources, problems
+    resources, problems = check_paths(paths)
+    if has_errors(problems):
+        return resources, [str(p) for p in problems if p.severity == "error"]
+    if not resources:
+        return [], [f"{' '.join(paths)}: no resources found"]
+    for warning in problems:
+        print(warning, file=sys.stderr)
+    return resources, []
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -92,12 +87,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import validate_paths
+    from .validate import has_errors, validate_paths
 
     problems = validate_paths(args.paths)
     for problem in problems:
         print(problem)
-    if problems:
+    if has_errors(problems):
         return 1
     print("all resources valid")
     return 0
@@ -112,13 +107,15 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_crds(args: argparse.Namespace) -> int:
     from . import crdgen
 
+    out_dirs = [Path(args.out)] if args.out else [Path(d) for d in crdgen.DEFAULT_OUT_DIRS]
     if args.check:
-        drift = crdgen.check(Path(args.out))
+        drift = [line for out in out_dirs for line in crdgen.check(out)]
         for line in drift:
             print(line)
         return 1 if drift else 0
-    for path in crdgen.generate(Path(args.out)):
-        print(path)
+    for out in out_dirs:
+        for path in crdgen.generate(out):
+            print(path)
     return 0
 
 
@@ -148,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     crds = sub.add_parser("crds", help="generate the CRDs from the API models")
-    crds.add_argument("--out", default="crds", help="output directory (default crds/)")
+    crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/crds/)")
     crds.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
     crds.set_defaults(func=cmd_crds)
 

@@ -331,6 +331,11 @@ def check_set(entries: list[_Entry]) -> list[Problem]:
 
 def validate_paths(paths: Iterable[str | Path]) -> list[Problem]:
     """Every problem in the files and directories given (recursively, *.yaml and *.yml)."""
+    return check_paths(paths)[1]
+
+
+def check_paths(paths: Iterable[str | Path]) -> tuple[list[Resource], list[Problem]]:
+    """The resources that validated, and every problem found (what `osmf run` and `osmf render` read)."""
     files, problems = _files(paths)
     entries: list[_Entry] = []
     for path in files:
@@ -348,4 +353,4 @@ def validate_paths(paths: Iterable[str | Path]) -> list[Problem]:
             if resource is not None:
                 entries.append(_Entry(str(path), index, resource))
     problems += check_set(entries)
-    return sorted(problems, key=lambda p: p.sort_key)
+    return [entry.resource for entry in entries], sorted(problems, key=lambda p: p.sort_key)
