@@ -129,3 +129,30 @@ def test_world_ctrs_follow_segment_preferences(gmodel_world: World) -> None:
     pairs = pd.read_parquet(gmodel_world.gaip / "pairs.parquet")
     assert (pairs["chosen_ctr"] > 1.2 * pairs["rejected_ctr"]).all()
     assert set(pairs["split"]) == {"train", "eval"}
+
+
+def job_config(path: Path, kind: str, spec: dict, run: Path, inputs: dict[str, tuple[str | None, Path]]) -> Path:
+    """Write the one JSON document a Job receives (docs/contracts.md) and return its path."""
+    doc = {
+        "apiVersion": "osmf.dev/v1alpha1", "kind": kind, "metadata": {"name": run.name, "namespace": "default"},
+        "spec": spec, "step": "train", "run": {"uri": run.as_uri(), "inputHash": run.name},
+        "inputs": {name: {"kind": k, "name": name, "uri": p.as_uri()} for name, (k, p) in inputs.items()},
+        "codeVersion": "test",
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def world_inputs(world: World) -> dict[str, tuple[str | None, Path]]:
+    return {"dataset": ("GAIPDataset", world.gaip), "grouping": ("AudienceGrouping", world.grouping)}
+
+
+@pytest.fixture
+def one_thread():
+    """2 shared cores: one intra-op thread is ~10x faster for tiny models than two fighting threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

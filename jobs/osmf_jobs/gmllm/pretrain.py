@@ -101,12 +101,14 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         "examples_per_task": dict(Counter(e.task for e in train)), "frozen_unreached": len(frozen), "group_profiles": data.profile_source,
     }
     if device.is_main:
+        started = time.monotonic()
         model.eval()
         with torch.no_grad(), device.autocast():
             metrics |= eval_loss(model, processor, data, held_out, spec.training.batch_size, max_length, device)
             metrics |= prefer_accuracy(model, processor, data, [e for e in held_out if e.task == "prefer"], spec.training.batch_size, device)
             style, samples = style_match(model, processor, data, spec.training.batch_size, device)
             metrics |= style
+        metrics["eval_seconds"] = round(time.monotonic() - started, 2)
         ctx.store.write_json("eval/prompts.json", samples)
         publish_model(ctx, model, processor, meta | {"seed": spec.training.seed})
     return metrics

@@ -90,11 +90,12 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         "ctr_loss_weight": weight,
     }
     if device.is_main:
+        started = time.monotonic()
         model.eval()
         with torch.no_grad(), device.autocast():
             heldout, per_group = pairwise_accuracy(model, processor, data, held_out, spec.training.batch_size, device)
             trained, _ = pairwise_accuracy(model, processor, data, train[:512], spec.training.batch_size, device)
-        metrics |= heldout | {"train_pairwise_accuracy": trained["pairwise_accuracy"]}
+        metrics |= heldout | {"train_pairwise_accuracy": trained["pairwise_accuracy"], "eval_seconds": round(time.monotonic() - started, 2)}
         ctx.store.write_json("eval/per_group.json", per_group)
         publish_model(ctx, model, processor, {
             "base_model": info.get("base_model"), "train_vision": info.get("train_vision", True), "task": "reward",

@@ -176,7 +176,7 @@ def load_gaip(dataset_store: Any, grouping_store: Any, data_store: Any, need_pai
     require_columns(samples, SAMPLE_COLUMNS, "GAIP samples.parquet")
     if samples.empty:
         raise InvalidInput(f"GAIP dataset {dataset_store.uri}: samples.parquet is empty; lower the GAIPDataset's minImpressions")
-    pairs = read_table(dataset_store, "pairs", "GAIP dataset") if (need_pairs or dataset_store.exists("pairs.parquet")) else None
+    pairs = read_table(dataset_store, "pairs", "GAIP dataset") if dataset_store.exists("pairs.parquet") else None
     if pairs is not None:
         require_columns(pairs, PAIR_COLUMNS, "GAIP pairs.parquet")
     if need_pairs and (pairs is None or not (pairs["split"] == TRAIN).any()):

@@ -1,0 +1,199 @@
+"""GMLLMTraining job end to end on tiny configs: pretrain and reward learn, resume after a kill, and
+reject bad input with exit code 65."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from osmf_jobs.gmllm.main import main
+from osmf_jobs.runtime import build_context, load_config, run_job
+from tests.jobs.test_gmodel_world import World, build_world, job_config, one_thread, world_inputs  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"baseModel": {"uri": "builtin:tiny-llava"}, "datasetRef": {"name": "gaip"}}
+
+
+def pretrain_spec(**training) -> dict:
+    return TINY | {"task": "pretrain", "training": {
+        "epochs": 10, "learningRate": 1e-3, "batchSize": 16, "warmupRatio": 0.05, "precision": "fp32",
+        "checkpointEverySteps": 50} | training}
+
+
+def reward_spec(**training) -> dict:
+    return {"task": "reward", "datasetRef": {"name": "gaip"}, "initFromRef": {"name": "pretrain"}, "training": {
+        "epochs": 10, "learningRate": 1e-3, "batchSize": 8, "warmupRatio": 0.05, "precision": "fp32",
+        "checkpointEverySteps": 50} | training}
+
+
+def run_in_process(config: Path) -> None:
+    main(build_context(load_config(config.read_text())))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    return build_world(tmp_path_factory.mktemp("gmllm-world"))
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(world: World, tmp_path_factory) -> Path:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("runs") / "pretrain"
+    run_in_process(job_config(run.parent / "pretrain.json", "GMLLMTraining", pretrain_spec(), run, world_inputs(world)))
+    torch.set_num_threads(before)
+    return run
+
+
+@pytest.fixture(scope="module")
+def reward_run(world: World, pretrain_run: Path) -> Path:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = pretrain_run.parent / "reward"
+    inputs = world_inputs(world) | {"init": ("GMLLMTraining", pretrain_run)}
+    run_in_process(job_config(run.parent / "reward.json", "GMLLMTraining", reward_spec(), run, inputs))
+    torch.set_num_threads(before)
+    return run
+
+
+def test_pretrain_writes_prompts_in_the_groups_styles(pretrain_run: Path, world: World, one_thread) -> None:
+    metrics = json.loads((pretrain_run / "metrics.json").read_text())
+    manifest = json.loads((pretrain_run / "manifest.json").read_text())
+    assert manifest["metrics"] == metrics
+    assert {"model/gmodel.json", "model/group.safetensors", "metrics.json", "eval/prompts.json"} <= {f["path"] for f in manifest["files"]}
+    assert metrics["steps"] == 140 and metrics["heldout_groups"] > 0
+    assert metrics["eval_loss_prompt"] < 1.0
+    # Learning is real: held-out groups' prompts use their best image's style words well above
+    # chance, and above what the same prompts score against the product's other groups.
+    assert metrics["style_match"] > 1.5 * metrics["style_match_chance"], metrics
+    assert metrics["style_match"] > metrics["style_match_other_group"] + 0.2, metrics
+
+    from osmf_jobs.gmodel import GroupPolicy
+
+    import pandas as pd
+
+    policy = GroupPolicy.load(pretrain_run.as_uri())
+    groups = pd.read_parquet(world.grouping / "groups.parquet")
+    row = groups.iloc[-1]
+    reps = np.stack([np.asarray(v, dtype=np.float32) for v in row["representatives"]])
+    from PIL import Image
+
+    image = Image.open(world.data / "products" / f"{row['product_id']}.png")
+    first = policy.generate_prompts(reps, "blue lamp", image, n=3, temperature=1.0, seed=5)
+    assert first == policy.generate_prompts(reps, "blue lamp", image, n=3, temperature=1.0, seed=5)
+    assert len(first) == 3 and all(isinstance(p, str) and p for p in first)
+
+
+def test_reward_model_ranks_held_out_pairs_and_uses_the_group(reward_run: Path, world: World, one_thread) -> None:
+    metrics = json.loads((reward_run / "metrics.json").read_text())
+    assert metrics["heldout_pairs"] > 20
+    assert metrics["pairwise_accuracy"] > 0.75, metrics
+    assert metrics["pairwise_accuracy"] > metrics["pairwise_accuracy_group_blind"] + 0.1, metrics
+    per_group = json.loads((reward_run / "eval" / "per_group.json").read_text())
+    assert per_group and all({"pairs", "accuracy", "accuracy_group_blind"} <= set(v) for v in per_group.values())
+
+    import pandas as pd
+    from PIL import Image
+
+    from osmf_jobs.gmodel import RewardModel
+
+    grm = RewardModel.load(reward_run)
+    pairs = pd.read_parquet(world.gaip / "pairs.parquet").query("split == 'eval'").head(8)
+    groups = pd.read_parquet(world.grouping / "groups.parquet").set_index(["product_id", "group_id"])
+    wins = 0
+    for pair in pairs.itertuples():
+        reps = np.stack([np.asarray(v, dtype=np.float32) for v in groups.loc[(pair.product_id, pair.group_id), "representatives"]])
+        chosen = Image.open(world.data / "images" / f"{pair.chosen_image_id}.png")
+        rejected = Image.open(world.data / "images" / f"{pair.rejected_image_id}.png")
+        wins += grm.score(reps, "title", chosen) > grm.score(reps, "title", rejected)
+    assert wins >= 6
+
+
+def _latest_checkpoint_step(run: Path) -> int:
+    steps = [json.loads(p.read_text()).get("step") or 0 for p in run.glob("checkpoints/*/done.json")]
+    return max(steps, default=0)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(world: World, tmp_path: Path) -> None:
+    run = tmp_path / "resumable"
+    config = job_config(tmp_path / "job.json", "GMLLMTraining", pretrain_spec(epochs=2, checkpointEverySteps=4), run, world_inputs(world))
+    env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO / 'jobs'}{os.pathsep}{REPO / 'operator'}"}
+    command = [sys.executable, "-m", "osmf_jobs.gmllm", "--config", str(config)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while _latest_checkpoint_step(run) < 8 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = _latest_checkpoint_step(run)
+    assert killed_at >= 8, "the first run never wrote a checkpoint"
+    assert not (run / "manifest.json").exists()
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=110)
+    assert second.returncode == 0, second.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"resuming from checkpoint at step {metrics['resumed_from_step']}" in second.stderr
+    assert metrics["resumed_from_step"] >= killed_at
+    assert metrics["steps"] == 28
+    progress = json.loads((run / "progress.json").read_text())
+    assert progress["current"] == progress["total"] == 28
+    assert (run / "manifest.json").exists() and (run / "model" / "gmodel.json").exists()
+
+
+def _fake_run(path: Path, kind: str, role: str | None = None) -> Path:
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps({"kind": kind, "inputs": [], "files": []}))
+    if role is not None:
+        (path / "model").mkdir()
+        (path / "model" / "gmodel.json").write_text(json.dumps({"role": role, "format": 1}))
+    return path
+
+
+def _exit_code(config: Path, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exited:
+        run_job(main, ["--config", str(config)])
+    return exited.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["init-missing", "init-is-reward", "model-uri-missing", "model-uri-garbage", "no-pairs", "dataset-unfinished"])
+def test_bad_input_exits_65_with_one_line(case: str, world: World, tmp_path: Path, capsys) -> None:
+    inputs = world_inputs(world)
+    spec = pretrain_spec()
+    if case == "init-missing":
+        spec = reward_spec()
+    elif case == "init-is-reward":
+        spec, inputs = reward_spec(), inputs | {"init": ("GMLLMTraining", _fake_run(tmp_path / "grm", "GMLLMTraining", "reward"))}
+    elif case == "model-uri-missing":
+        spec = spec | {"baseModel": {"uri": str(tmp_path / "no-such-model")}}
+    elif case == "model-uri-garbage":
+        (tmp_path / "garbage").mkdir()
+        (tmp_path / "garbage" / "config.json").write_text('{"model_type": "not-a-model"}')
+        spec = spec | {"baseModel": {"uri": (tmp_path / "garbage").as_uri()}}
+    elif case == "no-pairs":
+        nopairs = build_world(tmp_path / "nopairs", n_products=3, n_eval=1, with_pairs=False)
+        spec = reward_spec()
+        inputs = world_inputs(nopairs) | {"init": ("GMLLMTraining", _fake_run(tmp_path / "policy", "GMLLMTraining", "policy"))}
+    elif case == "dataset-unfinished":
+        (tmp_path / "gaip").mkdir()
+        inputs = inputs | {"dataset": ("GAIPDataset", tmp_path / "gaip")}
+    code, err = _exit_code(job_config(tmp_path / "job.json", "GMLLMTraining", spec, tmp_path / "run", inputs), capsys)
+    assert code == 65, err
+    lines = [line for line in err.splitlines() if line.startswith("osmf:")]
+    assert len(lines) == 1 and lines[0].startswith("osmf: invalid input: "), err
+    expected = {
+        "init-missing": "initFromRef", "init-is-reward": "not a pretrain run", "model-uri-missing": "spec.baseModel.uri",
+        "model-uri-garbage": "spec.baseModel.uri", "no-pairs": "no training pairs", "dataset-unfinished": "has not succeeded",
+    }[case]
+    assert expected in lines[0]
