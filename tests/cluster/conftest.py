@@ -9,45 +9,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from controlplane import ControlPlane, FakeNode, find_binaries
+from tests.cluster.chartinstall import (InstalledOperator, RenderedChart, render_chart,
+                                        s3_secret, tier_chart_values)
+from tests.cluster.controlplane import REPO, ControlPlane, fake_nodes, find_binaries, tier_values
+from tests.cluster.podbridge import PodBridge
 
 HERE = Path(__file__).parent
-TEST_VALUES = HERE / "values-test.yaml"
-H100_NODES = ("h100-0", "h100-1")
-CPU_NODE = "cpu-0"
-GPUS_PER_H100_NODE = 8
-
 _CONTROL_PLANE_KEY = pytest.StashKey[ControlPlane]()
-
-
-def test_values() -> dict[str, Any]:
-    """The chart values the tier installs with (operator settings under `settings`)."""
-    return yaml.safe_load(TEST_VALUES.read_text())
-
-
-def fake_nodes(settings: dict[str, Any]) -> list[FakeNode]:
-    """H100 nodes that the test settings' default GPU pool selects and tolerates, and a CPU node."""
-    pool_name = settings.get("defaultGpuPool", "h100")
-    pool = settings["nodePools"][pool_name]
-    gpu = pool.get("gpuResource", "nvidia.com/gpu")
-    taints = [{"key": t["key"], "value": t.get("value") or "present",
-               "effect": t.get("effect") or "NoSchedule"}
-              for t in pool.get("tolerations", []) if t.get("key")]
-    labels = {**pool.get("nodeSelector", {}),
-              "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
-    nodes = [FakeNode(name, labels, taints,
-                      {"cpu": "96", "memory": "1Ti", "pods": "110",
-                       gpu: str(GPUS_PER_H100_NODE)})
-             for name in H100_NODES]
-    nodes.append(FakeNode(CPU_NODE, dict(settings.get("cpuNodeSelector", {})), [],
-                          {"cpu": "32", "memory": "128Gi", "pods": "110"}))
-    return nodes
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +33,7 @@ def control_plane(request: pytest.FixtureRequest):
     request.config.stash[_CONTROL_PLANE_KEY] = cp
     try:
         cp.start(kwok_config=HERE / "kwok-stages.yaml")
-        cp.add_nodes(fake_nodes(test_values()["settings"]))
+        cp.add_nodes(fake_nodes(tier_values()["settings"]))
     except Exception as error:
         cp.stop()
         raise RuntimeError(f"control plane did not start: {error}\n"
@@ -69,6 +42,57 @@ def control_plane(request: pytest.FixtureRequest):
     cp.stop()
     if request.session.testsfailed == 0:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def osmf_crds(control_plane):
+    """The generated CRDs from crds/, Established on the API server."""
+    paths = sorted((REPO / "crds").glob("*.yaml"))
+    if not paths:
+        pytest.fail("crds/ holds no CRDs: run the CRD generator (osmf crds)")
+    return control_plane.install_crds(paths)
+
+
+@pytest.fixture(scope="session")
+def pod_bridge(control_plane):
+    """Runs every pod that lands on a fake node as a local process (tests/cluster/podbridge.py)."""
+    bridge = PodBridge(control_plane, control_plane.workdir / "pods")
+    bridge.start()
+    yield bridge
+    bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def kserve_crd(control_plane):
+    return control_plane.install_crds([HERE / "kserve-crd.yaml"])
+
+
+@pytest.fixture(scope="session")
+def rendered_chart(control_plane, s3_server) -> RenderedChart:
+    values = tier_chart_values(tier_values(), s3_server.endpoint, s3_server.bucket)
+    return render_chart(control_plane.bins.helm, values, control_plane.workdir)
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane, osmf_crds, kserve_crd, pod_bridge, rendered_chart):
+    """The operator installed from the rendered chart, running with the chart's RBAC only."""
+    installed = InstalledOperator(control_plane, pod_bridge, rendered_chart)
+    try:
+        installed.install()
+    except Exception as error:
+        raise RuntimeError(f"operator did not start: {error}\n{installed.log()[-3000:]}") from None
+    return installed
+
+
+@pytest.fixture
+def workload_ns(control_plane, request):
+    """A fresh namespace for a test's resources, holding the artifact store's credentials Secret."""
+    name = f"{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = "".join(c for c in name if c.isalnum() or c == "-")
+    control_plane.create_namespace(name)
+    control_plane.apply([s3_secret(name)])
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -219,6 +219,33 @@ class FakeNode:
         }
 
 
+TIER_VALUES = Path(__file__).parent / "values-test.yaml"
+H100_NODES = ("h100-0", "h100-1")
+CPU_NODE = "cpu-0"
+GPUS_PER_H100_NODE = 8
+
+
+def tier_values() -> dict[str, Any]:
+    """The chart values the tier installs with (operator settings under `settings`)."""
+    return yaml.safe_load(TIER_VALUES.read_text())
+
+
+def fake_nodes(settings: dict[str, Any]) -> list[FakeNode]:
+    """H100 nodes that the settings' default GPU pool selects and tolerates, and one CPU node."""
+    pool = settings["nodePools"][settings.get("defaultGpuPool", "h100")]
+    gpu = pool.get("gpuResource", "nvidia.com/gpu")
+    taints = [{"key": t["key"], "value": t.get("value") or "present",
+               "effect": t.get("effect") or "NoSchedule"}
+              for t in pool.get("tolerations", []) if t.get("key")]
+    labels = {**pool.get("nodeSelector", {}), "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    nodes = [FakeNode(name, labels, taints, {"cpu": "96", "memory": "1Ti", "pods": "110",
+                                             gpu: str(GPUS_PER_H100_NODE)})
+             for name in H100_NODES]
+    nodes.append(FakeNode(CPU_NODE, dict(settings.get("cpuNodeSelector", {})), [],
+                          {"cpu": "32", "memory": "128Gi", "pods": "110"}))
+    return nodes
+
+
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + KWOK on 127.0.0.1."""
 
@@ -230,6 +257,8 @@ class ControlPlane:
         self.apiserver_port = free_port()
         self.server = f"https://127.0.0.1:{self.apiserver_port}"
         self.admin_kubeconfig = workdir / "admin.kubeconfig"
+        # kubectl's discovery cache, per session; cleared when CRDs are installed.
+        self.kubectl_cache = workdir / "kubectl-cache"
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, kwok_config: Path | None = None) -> None:
@@ -335,6 +364,8 @@ class ControlPlane:
             f"--service-account-key-file={self.pki / 'sa.key'}",
             f"--service-account-signing-key-file={self.pki / 'sa.key'}",
             "--allow-privileged=true",
+            # The kubernetes Service cannot point at loopback; nothing in the tier dials it.
+            "--endpoint-reconciler-type=none",
             "--v=1",
         ])
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -363,7 +394,7 @@ class ControlPlane:
     def kubectl(self, *args: str, kubeconfig: Path | None = None, input: str | None = None,
                 check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         argv = [str(self.bins.kubectl), f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
-                *args]
+                f"--cache-dir={self.kubectl_cache}", *args]
         result = subprocess.run(argv, input=input, capture_output=True, text=True,
                                 timeout=timeout)
         if check and result.returncode != 0:
@@ -384,6 +415,16 @@ class ControlPlane:
     def get_json(self, *args: str, kubeconfig: Path | None = None) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
 
+    def install_crds(self, paths: list[Path], timeout: float = 60) -> list[str]:
+        """Apply CRDs, wait until they are Established, and drop kubectl's discovery cache."""
+        docs = [yaml.safe_load(p.read_text()) for p in paths]
+        self.apply(docs)
+        names = [f"crd/{d['metadata']['name']}" for d in docs]
+        self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names,
+                     timeout=timeout + 10)
+        shutil.rmtree(self.kubectl_cache, ignore_errors=True)
+        return names
+
     def create_namespace(self, name: str) -> None:
         """A namespace whose `default` ServiceAccount exists (pods are refused until it does)."""
         self.kubectl("create", "namespace", name)
@@ -396,13 +437,17 @@ class ControlPlane:
         self.apply([n.manifest() for n in nodes], server_side=False)
 
         def all_ready() -> bool:
+            # Ready, and the node lifecycle controller has lifted its not-ready taint (set on
+            # every new node until it reports Ready), so the scheduler may use the node.
             items = self.get_json("nodes")["items"]
             ready = {n["metadata"]["name"] for n in items
                      if any(c["type"] == "Ready" and c["status"] == "True"
-                            for c in n.get("status", {}).get("conditions", []))}
+                            for c in n.get("status", {}).get("conditions", []))
+                     and not any(t["key"].startswith("node.kubernetes.io/")
+                                 for t in n["spec"].get("taints", []))}
             return all(n.name in ready for n in nodes)
 
-        wait_for("KWOK to mark the fake nodes Ready", all_ready, timeout=timeout,
+        wait_for("KWOK to mark the fake nodes Ready (and untainted)", all_ready, timeout=timeout,
                  interval=0.5, processes=self.processes.values())
 
     def log_tails(self, lines: int = 30) -> str:

@@ -7,14 +7,16 @@ objects: if they fail, the operator tests' results mean nothing.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
-from conftest import CPU_NODE, GPUS_PER_H100_NODE, H100_NODES, test_values
-from controlplane import NOBODY_TOKEN, wait_for
+
+from tests.cluster.controlplane import (CPU_NODE, GPUS_PER_H100_NODE, H100_NODES, NOBODY_TOKEN,
+                                        tier_values, wait_for)
 
 pytestmark = pytest.mark.cluster
 
-SETTINGS = test_values()["settings"]
+SETTINGS = tier_values()["settings"]
 POOL = SETTINGS["nodePools"][SETTINGS["defaultGpuPool"]]
 GPU = POOL["gpuResource"]
 
@@ -103,3 +105,53 @@ def test_pods_without_the_toleration_never_land_on_h100_nodes(control_plane, nam
         return got["spec"].get("nodeName") if got["status"].get("phase") == "Running" else None
 
     assert wait_for("the CPU pod to run (KWOK marks it Running)", running_on, timeout=60) == CPU_NODE
+
+
+def exit_job(name: str, code_source: str) -> list[dict]:
+    """A Job whose pod exits with the code in its ConfigMap-mounted file, via the pod bridge."""
+    script = ("import os, pathlib, sys; "
+              "code = int(pathlib.Path('/etc/exit/code').read_text()); "
+              "print('index', os.environ['JOB_COMPLETION_INDEX'], 'pod', os.environ['POD_NAME']); "
+              "sys.exit(code)")
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+         "data": {"code": code_source}},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+         "spec": {
+             "completionMode": "Indexed", "completions": 1, "parallelism": 1, "backoffLimit": 3,
+             "podFailurePolicy": {"rules": [
+                 {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [65]}},
+                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+             "template": {"spec": {
+                 "restartPolicy": "Never",
+                 "containers": [{
+                     "name": "main", "image": "trainer:test",
+                     "command": ["python", "-c", script],
+                     "env": [{"name": "POD_NAME",
+                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                     "volumeMounts": [{"name": "exit", "mountPath": "/etc/exit"}]}],
+                 "volumes": [{"name": "exit", "configMap": {"name": name}}]}}}},
+    ]
+
+
+def job_condition(cp, namespace: str, name: str):
+    job = cp.get_json("job", name, "-n", namespace)
+    done = [c for c in job.get("status", {}).get("conditions", [])
+            if c["type"] in ("Complete", "Failed") and c["status"] == "True"]
+    return (done[0], job) if done else None
+
+
+def test_pod_bridge_runs_the_real_command_and_the_job_controller_sees_its_exit(
+        control_plane, pod_bridge, namespace):
+    cp = control_plane
+    cp.apply(exit_job("ok", "0") + exit_job("bad-input", "65"), namespace=namespace)
+    ok, _ = wait_for("Job ok to finish", lambda: job_condition(cp, namespace, "ok"), timeout=90)
+    assert ok["type"] == "Complete"
+    failed, job = wait_for("Job bad-input to finish",
+                           lambda: job_condition(cp, namespace, "bad-input"), timeout=90)
+    assert (failed["type"], failed["reason"]) == ("Failed", "PodFailurePolicy")
+    assert job["status"].get("failed") == 1, "exit 65 fails the Job at once, without retries"
+    exits = {e["name"].rsplit("-", 2)[0]: e for e in pod_bridge.exits(namespace)}
+    assert exits["ok"]["exit_code"] == 0 and exits["bad-input"]["exit_code"] == 65
+    log = Path(exits["ok"]["log"]).read_text()
+    assert log.startswith("index 0 pod ok-0-"), log

@@ -1,0 +1,133 @@
+"""Install the operator from the rendered Helm chart and run its Deployment's pod.
+
+The chart is rendered with `helm template` and the tier's values (tests/cluster/values-test.yaml,
+plus the session's S3 endpoint and free ports), and applied whole: ServiceAccount, ClusterRole and
+binding, settings ConfigMap, metrics Service and the Deployment. The Deployment's pod is
+scheduled onto the fake CPU node and run by the pod bridge, which gives it a token of the chart's
+ServiceAccount: the operator works with exactly the chart's RBAC and nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tests.cluster.controlplane import REPO, ControlPlane, free_port, wait_for
+from tests.cluster.podbridge import PodBridge
+
+CHART = REPO / "charts" / "osmf"
+OPERATOR_NAMESPACE = "osmf-system"
+RELEASE = "osmf"
+S3_SECRET = "osmf-s3"
+
+
+@dataclass
+class RenderedChart:
+    docs: list[dict[str, Any]]
+    values: dict[str, Any]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        (doc,) = [d for d in self.docs if d["kind"] == kind]
+        return doc
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return yaml.safe_load(self.one("ConfigMap")["data"]["settings.yaml"])
+
+
+def render_chart(helm: Path, values: dict[str, Any], workdir: Path) -> RenderedChart:
+    values_file = workdir / "chart-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    result = subprocess.run([str(helm), "template", RELEASE, str(CHART), "--namespace",
+                             OPERATOR_NAMESPACE, "-f", str(values_file)],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"helm template failed: {result.stderr.strip()}")
+    return RenderedChart([d for d in yaml.safe_load_all(result.stdout) if d], values)
+
+
+def tier_chart_values(base: dict[str, Any], s3_endpoint: str, bucket: str) -> dict[str, Any]:
+    values = copy.deepcopy(base)
+    values["healthPort"] = free_port()
+    values.setdefault("metrics", {})["port"] = free_port()
+    values["settings"]["artifacts"] = {"rootUri": f"s3://{bucket}/runs", "endpointUrl": s3_endpoint,
+                                       "region": "us-east-1", "credentialsSecret": S3_SECRET}
+    return values
+
+
+def s3_secret(namespace: str) -> dict[str, Any]:
+    """The credentials Secret that settings.artifacts.credentialsSecret names (SeaweedFS's keys)."""
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": S3_SECRET, "namespace": namespace},
+            "stringData": {"AWS_ACCESS_KEY_ID": "osmf", "AWS_SECRET_ACCESS_KEY": "osmf-secret"}}
+
+
+class InstalledOperator:
+    """The operator as the chart deploys it, running through the pod bridge."""
+
+    def __init__(self, cp: ControlPlane, bridge: PodBridge, chart: RenderedChart):
+        self.cp, self.bridge, self.chart = cp, bridge, chart
+        self.deployment = chart.one("Deployment")["metadata"]["name"]
+        self.health_url = f"http://127.0.0.1:{chart.values['healthPort']}/healthz"
+        self.metrics_url = f"http://127.0.0.1:{chart.values['metrics']['port']}/metrics"
+        self.service_account = chart.one("ServiceAccount")["metadata"]["name"]
+
+    def install(self, timeout: float = 120) -> None:
+        self.cp.create_namespace(OPERATOR_NAMESPACE)
+        self.cp.apply([s3_secret(OPERATOR_NAMESPACE)])
+        self.cp.apply(self.chart.docs)
+        self.wait_healthy(timeout)
+
+    def pod_names(self) -> list[str]:
+        pods = self.cp.get_json("pods", "-n", OPERATOR_NAMESPACE, "-l",
+                                f"app.kubernetes.io/instance={RELEASE}")["items"]
+        return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def process(self):
+        return self.bridge.process_of(OPERATOR_NAMESPACE, f"{self.deployment}-")
+
+    def healthy(self) -> bool:
+        if self.process() is None:
+            return False
+        with urllib.request.urlopen(self.health_url, timeout=2) as response:
+            return response.status == 200
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        wait_for(f"the operator pod to run and answer {self.health_url}", self.healthy,
+                 timeout=timeout, interval=0.5, processes=self.cp.processes.values())
+
+    def restart(self, timeout: float = 120) -> None:
+        """Delete the operator's pod as a node drain would; the Deployment makes a new one."""
+        old = self.process()
+        for name in self.pod_names():
+            self.cp.kubectl("delete", "pod", name, "-n", OPERATOR_NAMESPACE, "--wait=false")
+        wait_for("the old operator process to end", lambda: old is None or old.poll() is not None,
+                 timeout=30)
+        self.wait_healthy(timeout)
+
+    def rss_bytes(self) -> int:
+        import psutil
+
+        proc = self.process()
+        assert proc is not None, "the operator is not running"
+        return psutil.Process(proc.pid).memory_info().rss
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return response.read().decode()
+
+    def log(self) -> str:
+        logs = sorted((self.bridge.workdir / OPERATOR_NAMESPACE).glob("*/output.log"),
+                      key=lambda p: p.stat().st_mtime)
+        return logs[-1].read_text(errors="replace") if logs else "(no operator log)"
+
+
+def settle(seconds: float) -> None:
+    """Let watches deliver; used only where a test asserts that something does NOT happen."""
+    time.sleep(seconds)
