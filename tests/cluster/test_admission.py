@@ -10,6 +10,7 @@ object.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -198,15 +199,12 @@ def test_kubectl_get_osmf_lists_every_kind_with_its_printer_columns(control_plan
 def json_path(obj: dict[str, Any], path: str) -> Any:
     """The two JSONPath forms printer columns use: `.a.b` and `.a[?(@.type=="X")].b`."""
     node: Any = obj
-    for part in path.strip(".").split("."):
-        if node is None:
+    for key, wanted in re.findall(r'\.(\w+)(?:\[\?\(@\.type=="(\w+)"\)\])?', path):
+        if not isinstance(node, dict):
             return None
-        if "[?(@.type==" in part:
-            key, _, rest = part.partition("[?(@.type==")
-            wanted = rest.split('"')[1]
-            node = next((c for c in node.get(key, []) if c.get("type") == wanted), None)
-        else:
-            node = node.get(part)
+        node = node.get(key)
+        if wanted:
+            node = next((c for c in node or [] if c.get("type") == wanted), None)
     return node
 
 
