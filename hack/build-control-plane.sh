@@ -136,7 +136,8 @@ EOF
 }
 
 build_go_install() {  # DEST MODULE/cmd/x@VERSION BINARY [EXTRA_LDFLAGS]
-  local dest=$1 pkg=$2 bin=$3 ldflags="-s -w ${4:-}" out="$WORK/$bin-out"
+  local dest=$1 pkg=$2 bin=$3 ldflags="-s -w ${4:-}"
+  local out="$WORK/$bin-out"  # a separate `local`: words of one are expanded before any is set
   mkdir -p "$out" && cd "$WORK"
   GOFLAGS="-trimpath -buildvcs=false" GOBIN="$out" go install -ldflags="$ldflags" "$pkg"
   "$out/$bin" --help >/dev/null
