@@ -240,3 +240,17 @@ def test_unreadable_model_uris_are_one_line_invalid_input(builtin_dirs, cache_di
     ControlNetModel(**(config | {"cross_attention_dim": 64})).save_pretrained(tmp_path / "wide")
     with pytest.raises(InvalidInput, match="controlnetUri: .* width 64"):
         load(model_uri=str(sd), controlnet_uri=str(tmp_path / "wide"))
+
+
+def test_builtin_models_build_identically_in_a_fresh_cache(builtin_dirs, tmp_path):
+    """Every pod builds its own built-in cache; the weights must not depend on which pod."""
+    from osmf_jobs.render.models import TINY_CONTROLNET, TINY_SD, resolve_model_dir
+
+    fresh = {
+        name: resolve_model_dir(uri, "modelUri", marker, tmp_path, uri)
+        for name, uri, marker in (("sd", TINY_SD, "model_index.json"), ("cn", TINY_CONTROLNET, "config.json"))
+    }
+    for old, new in zip(builtin_dirs, (fresh["sd"], fresh["cn"])):
+        weights = sorted(p.relative_to(old) for p in old.rglob("*.safetensors"))
+        assert weights and weights == sorted(p.relative_to(new) for p in new.rglob("*.safetensors"))
+        assert all((old / w).read_bytes() == (new / w).read_bytes() for w in weights)
