@@ -115,7 +115,7 @@ class RenderingSpec(ApiModel):
     steps: int = Field(default=30, ge=1, le=200, description="Denoising steps (diffusers).")
     guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0, description="Classifier-free guidance scale (diffusers).")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Base random seed; each image derives its own.")
-    product_scale: float = Field(default=0.78, gt=0.05, le=0.95, description="Largest share of the canvas the product may take; it is centred.")
+    product_scale: float = Field(default=0.78, gt=0.05, le=0.78, description="Largest share of the canvas the product may take (CAIG: at most 0.78); it is centred.")
     # No default model: a forgotten URI must not silently render with random test weights.
     model_uri: str | None = Field(
         default=None, min_length=1, max_length=1024,

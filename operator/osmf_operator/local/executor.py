@@ -64,8 +64,11 @@ class LocalExecutor:
         return [sys.executable, "-m", module, "--config", str(config_path)]
 
     def run_shard(self, request: JobRequest, config_path: Path, index: int) -> ShardResult:
+        # Shards run side by side: split the cores between them instead of oversubscribing.
+        threads = str(max(1, (os.cpu_count() or 1) // min(self.parallel, request.shards)))
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-               "TOKENIZERS_PARALLELISM": "false", **self.env, "JOB_COMPLETION_INDEX": str(index)}
+               "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": threads, **self.env,
+               "JOB_COMPLETION_INDEX": str(index)}
         log_path = self.log_dir / f"{request.name}-{index}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         attempts = request.run_policy.backoff_limit + 1
