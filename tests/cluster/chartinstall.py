@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.cluster.controlplane import REPO, ControlPlane, free_port, wait_for
+from tests.cluster.controlplane import REPO, ControlPlane, GiveUp, free_port, wait_for
 from tests.cluster.podbridge import PodBridge
 
 CHART = REPO / "charts" / "osmf"
@@ -93,6 +93,9 @@ class InstalledOperator:
         return self.bridge.process_of(OPERATOR_NAMESPACE, f"{self.deployment}-")
 
     def healthy(self) -> bool:
+        crashed = [e for e in self.bridge.exits(OPERATOR_NAMESPACE) if e.get("restarted")]
+        if len(crashed) >= 2:
+            raise GiveUp(f"the operator pod crash-loops (exit {crashed[-1]['exit_code']})")
         if self.process() is None:
             return False
         with urllib.request.urlopen(self.health_url, timeout=2) as response:

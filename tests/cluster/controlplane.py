@@ -34,6 +34,9 @@ NOBODY_TOKEN = "osmf-test-nobody-token"
 KCM_TOKEN = "osmf-test-kcm-token"
 SCHEDULER_TOKEN = "osmf-test-scheduler-token"
 
+#: Requests of the service accounts in the operator's namespace go to the audit log.
+AUDITED_GROUP = "system:serviceaccounts:osmf-system"
+
 #: KWOK manages only nodes carrying this annotation (never a real node by accident).
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
@@ -181,6 +184,10 @@ def tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+class GiveUp(RuntimeError):
+    """Raised by a `wait_for` check when waiting longer cannot help (e.g. a crash loop)."""
+
+
 def wait_for(what: str, check, timeout: float, interval: float = 0.2, processes=()) -> Any:
     """Poll `check` until it returns a truthy value; raise with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -192,6 +199,8 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.2, processes=
             result = check()
             if result:
                 return result
+        except GiveUp:
+            raise
         except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
             last_error = e
         time.sleep(interval)
@@ -257,6 +266,7 @@ class ControlPlane:
         self.apiserver_port = free_port()
         self.server = f"https://127.0.0.1:{self.apiserver_port}"
         self.admin_kubeconfig = workdir / "admin.kubeconfig"
+        self.audit_log = workdir / "logs" / "audit.jsonl"
         # kubectl's discovery cache, per session; cleared when CRDs are installed.
         self.kubectl_cache = workdir / "kubectl-cache"
 
@@ -349,6 +359,12 @@ class ControlPlane:
             f"{NOBODY_TOKEN},osmf-test-nobody,2\n"
             f"{KCM_TOKEN},system:kube-controller-manager,3\n"
             f"{SCHEDULER_TOKEN},system:kube-scheduler,4\n")
+        # Audit every request of the operator's namespace's service accounts (the chart's operator):
+        # tests compare what the operator did with what its ClusterRole grants.
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata", "userGroups": [AUDITED_GROUP]}, {"level": "None"}]}))
         self._spawn("kube-apiserver", [
             str(self.bins.kube_apiserver),
             f"--etcd-servers={self.etcd_url}",
@@ -363,6 +379,8 @@ class ControlPlane:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.pki / 'sa.key'}",
             f"--service-account-signing-key-file={self.pki / 'sa.key'}",
+            f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
             "--allow-privileged=true",
             # The kubernetes Service cannot point at loopback; nothing in the tier dials it.
             "--endpoint-reconciler-type=none",
@@ -450,8 +468,14 @@ class ControlPlane:
         wait_for("KWOK to mark the fake nodes Ready (and untainted)", all_ready, timeout=timeout,
                  interval=0.5, processes=self.processes.values())
 
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Audited requests (the operator's), oldest first."""
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
+
     def log_tails(self, lines: int = 30) -> str:
         parts = []
-        for log in sorted(self.logdir.glob("*.log")):
+        for log in sorted(self.logdir.glob("*.log")):  # not the audit log: it is JSON for tests
             parts.append(f"----- {log.name} (last {lines} lines) -----\n{tail(log, lines)}")
         return "\n".join(parts)

@@ -57,6 +57,7 @@ class Run:
     exit_code: int | None = None
     killed: bool = False
     kubeconfig: Path | None = None
+    restarts: int = 0
 
 
 class PodBridge:
@@ -144,13 +145,15 @@ class PodBridge:
             mounts = self._volumes(pod, root)
             if pod["spec"].get("automountServiceAccountToken", True):
                 run.kubeconfig = self._service_account_kubeconfig(pod, root)
-            containers = [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
             if len(pod["spec"]["containers"]) != 1:
                 raise BridgeError("the pod bridge runs pods with exactly one container")
-            for container in containers:
+            exit_code = 0
+            for container in pod["spec"].get("initContainers", []):
                 exit_code = self._run_container(run, container, mounts, root)
                 if exit_code != 0 or run.killed:
                     break
+            if exit_code == 0 and not run.killed:
+                exit_code = self._run_main(run, mounts, root)
         except BridgeError as error:
             message = f"pod bridge: {error}"
             run.log_path.write_text(message + "\n")
@@ -160,6 +163,40 @@ class PodBridge:
         self.finished.append({"namespace": meta["namespace"], "name": meta["name"],
                               "exit_code": exit_code, "log": str(run.log_path)})
         self._report(pod, exit_code, run.started, message)
+
+    def _run_main(self, run: Run, mounts: dict[str, Path], root: Path) -> int:
+        """The main container; restarted in place as the kubelet does (restartPolicy, backoff)."""
+        pod = run.pod
+        policy = pod["spec"].get("restartPolicy", "Always")
+        while True:
+            exit_code = self._run_container(run, pod["spec"]["containers"][0], mounts, root)
+            if run.killed or policy == "Never" or (policy == "OnFailure" and exit_code == 0):
+                return exit_code
+            run.restarts += 1
+            meta = pod["metadata"]
+            self.finished.append({"namespace": meta["namespace"], "name": meta["name"],
+                                  "exit_code": exit_code, "log": str(run.log_path),
+                                  "restarted": True})
+            self._report_restart(pod, exit_code, run.restarts)
+            if self._stop.wait(min(2 ** run.restarts, 10)) or run.killed:
+                return exit_code
+
+    def _report_restart(self, pod: dict[str, Any], exit_code: int, restarts: int) -> None:
+        container = pod["spec"]["containers"][0]
+        body = {"status": {"containerStatuses": [{
+            "name": container["name"], "image": container.get("image", ""), "imageID": "",
+            "ready": False, "restartCount": restarts, "started": False,
+            "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                  "message": f"exited with {exit_code}; restarting"}},
+            "lastState": {"terminated": {"exitCode": exit_code,
+                                         "reason": "Completed" if exit_code == 0 else "Error",
+                                         "finishedAt": now()}}}]}}
+        try:
+            self.api.patch_namespaced_pod_status(pod["metadata"]["name"],
+                                                 pod["metadata"]["namespace"], body)
+        except Exception as error:  # noqa: BLE001 - the pod may be gone already
+            if getattr(error, "status", None) != 404:
+                raise
 
     def _run_container(self, run: Run, container: dict[str, Any], mounts: dict[str, Path],
                        root: Path) -> int:
@@ -183,6 +220,8 @@ class PodBridge:
         if run.killed:
             return 137
         with open(run.log_path, "ab") as log:
+            log.write(f"--- {now()} start {' '.join(argv)[:300]}\n".encode())
+            log.flush()
             run.process = subprocess.Popen(argv, env=full_env, cwd=workdir, stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            start_new_session=True)
