@@ -19,14 +19,14 @@ from osmf_jobs.campaign.generate import Candidate, ProductResult, choose
 from osmf_jobs.campaign.inputs import CatalogEntry, Group
 from osmf_jobs.render import product_cutout
 from osmf_jobs.runtime import build_context, load_config
-from tests.jobs.test_campaign_world import build_campaign_world, campaign_config
+from tests.jobs.test_campaign_world import campaign_config, shared_campaign_world
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return build_campaign_world(tmp_path_factory.mktemp("campaign-world"))
+    return shared_campaign_world(tmp_path_factory)
 
 
 def run_step(config: dict, workdir: Path, index: int = 0) -> subprocess.CompletedProcess:
@@ -177,6 +177,17 @@ def test_choice_rules():
     result = _result(scores, owners, sizes=[1, 99])
     choose(result, with_scores=True)
     assert result.onesize == 1 and result.chosen == {0: 1, 1: 2}
+    # a group's runner-up is no one-size candidate, however well it scores overall
+    result = _result(scores[:3] + [[1.0, 0.15]] + scores[4:], owners, sizes=[30, 10])
+    choose(result, with_scores=True)
+    assert result.chosen == {0: 1, 1: 2} and result.onesize == 1
+    # an audience candidate wins when it is best for the audience as a whole
+    result = _result(scores[:4] + [[0.29, 0.8]] + scores[5:], owners, sizes=[50, 50])
+    choose(result, with_scores=True)
+    assert result.onesize == 1
+    result = _result(scores[:4] + [[0.29, 0.95]] + scores[5:], owners, sizes=[50, 50])
+    choose(result, with_scores=True)
+    assert result.onesize == 4
     result = _result([[0.0, 0.0]] * 6, owners, sizes=[1, 1])
     choose(result, with_scores=True)  # ties go to the earliest candidate
     assert (result.chosen, result.onesize) == ({0: 0, 1: 2}, 0)

@@ -175,6 +175,18 @@ def campaign_config(world: CampaignWorld, run: Path, step: str, shards: int = 1,
     }
 
 
+def shared_campaign_world(tmp_path_factory) -> CampaignWorld:
+    """The default world, built once per test session (the campaign, report and serving tests share it)."""
+    root = tmp_path_factory.getbasetemp() / "shared-campaign-world"
+    done = root / ".complete"
+    if done.exists():
+        return CampaignWorld(root, root / "data", root / "grouping", root / "gmllm", root / "grm", root / "dpo",
+                             tuple(json.loads(done.read_text())))
+    world = build_campaign_world(root)
+    done.write_text(json.dumps(list(world.products)))
+    return world
+
+
 # ---- the world's own checks ------------------------------------------------------------------------
 
 

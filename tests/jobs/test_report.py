@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from osmf_jobs.runtime import build_context, load_config
-from tests.jobs.test_campaign_world import AGE_BANDS, build_campaign_world, campaign_config
+from tests.jobs.test_campaign_world import AGE_BANDS, campaign_config, shared_campaign_world
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -24,7 +24,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def report(tmp_path_factory) -> tuple[Path, dict]:
     from osmf_jobs.campaign.main import main
 
-    world = build_campaign_world(tmp_path_factory.mktemp("report-world"))
+    world = shared_campaign_world(tmp_path_factory)
     run = tmp_path_factory.mktemp("report-run")
     for step in ("generate", "merge"):
         main(build_context(load_config(json.dumps(campaign_config(world, run, step)))))

@@ -4,11 +4,12 @@ Per product, one batched call to the generator writes `imagesPerGroup` prompts f
 (conditioned on the group's representatives) and as many for the whole audience (conditioned on the
 size-weighted mean of the groups' representatives). Every prompt is rendered around the cut-out.
 
-Choice with a GRM: the GRM scores every candidate for every group of the product (a candidates ×
-groups matrix). A group keeps its own candidate with the highest score for that group. The one-size
-image is the candidate, among all of the product's candidates (the groups' and the audience's), with
-the highest size-weighted mean score over the groups: the best single image for the whole audience by
-the GRM's judgement, i.e. the strongest one-size baseline the campaign could have served instead.
+Choice with a GRM: a group keeps its own candidate with the highest GRM score for that group. The
+one-size image is, among the audience's candidates and the groups' kept images, the one with the
+highest size-weighted mean GRM score over all the product's groups: the best single image for the
+whole audience by the GRM's judgement, i.e. the strongest one-size baseline the campaign could have
+served instead. (Scoring only those against every group, rather than every candidate, costs
+G·n + (n + G)·G − G GRM calls instead of (G + 1)·n·G; on the demo's 5 groups × 3 candidates, 50 not 90.)
 
 Choice without a GRM: a group keeps its first candidate; the one-size image is the first audience
 candidate.
@@ -20,6 +21,7 @@ Seeds come from (rendering.seed, product id, …), so results do not depend on t
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,8 @@ from .inputs import (
     load_groups,
     resolve_products,
 )
+
+GRM_BATCH = 64  # images per GRM forward pass
 
 
 @dataclass
@@ -71,22 +75,26 @@ def audience_representatives(groups: list[Group]) -> np.ndarray:
 
 
 def choose(result: ProductResult, with_scores: bool) -> None:
-    """Fill result.chosen and result.onesize (see the module docstring)."""
+    """Fill result.chosen and result.onesize (see the module docstring).
+
+    With scores, each group candidate needs its own group's score; audience candidates and the
+    groups' picks need every group's (`Candidate.scores` is then complete, else None elsewhere).
+    """
     cands = result.candidates
     group_ids = [g.group_id for g in result.groups]
+    column = {gid: k for k, gid in enumerate(group_ids)}
     if not with_scores:
         for gid in group_ids:
             result.chosen[gid] = next(i for i, c in enumerate(cands) if c.owner == gid)
         result.onesize = next(i for i, c in enumerate(cands) if c.owner is None)
         return
-    scores = np.asarray([c.scores for c in cands], dtype=np.float64)  # candidates × groups
-    for column, gid in enumerate(group_ids):
+    for gid in group_ids:
         own = [i for i, c in enumerate(cands) if c.owner == gid]
-        result.chosen[gid] = max(own, key=lambda i: (scores[i, column], -i))
+        result.chosen[gid] = max(own, key=lambda i: (cands[i].scores[column[gid]], -i))
     weights = np.asarray([max(g.size, 0) for g in result.groups], dtype=np.float64)
     weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(group_ids), 1.0 / len(group_ids))
-    overall = scores @ weights
-    result.onesize = int(max(range(len(cands)), key=lambda i: (overall[i], -i)))
+    pool = sorted({i for i, c in enumerate(cands) if c.owner is None} | set(result.chosen.values()))
+    result.onesize = max(pool, key=lambda i: (float(np.dot(cands[i].scores, weights)), -i))
 
 
 class CampaignGenerator:
@@ -119,6 +127,12 @@ class CampaignGenerator:
             except FileNotFoundError:
                 raise InvalidInput(f"generator GroupDPORun/{ref.name}: {adapter.uri} holds no LoRA adapter (no adapter_config.json); re-run the GroupDPORun") from None
         policy = GroupPolicy.load(base_dir, adapter=adapter_path)
+        if policy.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            import torch
+
+            # Many tiny forward passes: intra-op threads only spin-wait. On a busy 2-core machine two
+            # threads made GRM scoring ~10x slower in wall and CPU time; shards parallelise instead.
+            torch.set_num_threads(1)
         grm = None
         if ctx.has_input(C.REWARD):
             store = ctx.input_store(C.REWARD)
@@ -151,12 +165,28 @@ class CampaignGenerator:
         candidates = [Candidate(text, image, owner, i) for (owner, i, text), image in zip(flat, images)]
         result = ProductResult(entry, groups, candidates)
         if self.grm is not None:
-            pairs = [(c, g) for c in candidates for g in groups]
-            scores = self.grm.score_batch([g.representatives for _, g in pairs], [entry.title] * len(pairs), [c.image for c, _ in pairs])
-            for k, cand in enumerate(candidates):
-                cand.scores = [float(s) for s in scores[k * len(groups):(k + 1) * len(groups)]]
+            self.score(result)
         choose(result, with_scores=self.grm is not None)
         return result
+
+    def score(self, result: ProductResult) -> None:
+        """GRM scores: own group for group candidates, then every group for the one-size pool."""
+        groups, cands = result.groups, result.candidates
+        column = {g.group_id: k for k, g in enumerate(groups)}
+        scores: dict[tuple[int, int], float] = {}
+
+        def run(pairs: list[tuple[int, int]]) -> None:
+            values = self.grm.score_batch([groups[k].representatives for _, k in pairs], [result.entry.title] * len(pairs),
+                                          [cands[i].image for i, _ in pairs], batch_size=GRM_BATCH)
+            scores.update({pair: float(v) for pair, v in zip(pairs, values)})
+
+        run([(i, column[c.owner]) for i, c in enumerate(cands) if c.owner is not None])
+        picks = {gid: max((i for i, c in enumerate(cands) if c.owner == gid), key=lambda i: (scores[(i, column[gid])], -i))
+                 for gid in column}
+        pool = sorted({i for i, c in enumerate(cands) if c.owner is None} | set(picks.values()))
+        run([(i, k) for i in pool for k in range(len(groups)) if (i, k) not in scores])
+        for i, cand in enumerate(cands):
+            cand.scores = [scores.get((i, k), float("nan")) for k in range(len(groups))]
 
 
 def png_bytes(image: Any) -> bytes:
