@@ -21,7 +21,6 @@ Seeds come from (rendering.seed, product id, …), so results do not depend on t
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,11 +126,11 @@ class CampaignGenerator:
             except FileNotFoundError:
                 raise InvalidInput(f"generator GroupDPORun/{ref.name}: {adapter.uri} holds no LoRA adapter (no adapter_config.json); re-run the GroupDPORun") from None
         policy = GroupPolicy.load(base_dir, adapter=adapter_path)
-        if policy.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        if policy.device.type == "cpu":
             import torch
 
-            # Many tiny forward passes: intra-op threads only spin-wait. On a busy 2-core machine two
-            # threads made GRM scoring ~10x slower in wall and CPU time; shards parallelise instead.
+            # Many small forward passes: intra-op threads mostly spin-wait. On a busy 2-core machine
+            # two threads made GRM scoring ~10x slower in wall and CPU time; use shards for the cores.
             torch.set_num_threads(1)
         grm = None
         if ctx.has_input(C.REWARD):
