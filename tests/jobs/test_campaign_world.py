@@ -1,7 +1,8 @@
 """A tiny world for the campaign, report and serving tests, laid out as the upstream stages write it.
 
 `build_campaign_world(root)` writes a data root (users, products with RGBA cut-outs), a grouping run
-(groups.parquet, assignments.parquet, model/config.json with the attribute allow-list, manifest), and
+(groups.parquet, assignments.parquet, a random PAAG preference model exported in paag's layout under
+model/, manifest), and
 random tiny G-MLLM runs made with gmodel's builders: a pretrain run, a reward run (GRM) and a
 GroupDPORun run (a LoRA adapter over the pretrain run). The models are untrained: the campaign tests
 check plumbing, choice rules and pixels, not taste.
@@ -25,7 +26,7 @@ AGE_BANDS = ("18-24", "25-34", "35-54")
 REGIONS = ("north", "south")
 TITLES = ("red mug", "blue lamp", "green sneaker", "black watch")
 CUTOUT = 40
-GROUP_DIM, N_VECTORS, N_TOKENS = 16, 10, 4
+GROUP_DIM, N_VECTORS, N_TOKENS = 16, 10, 4  # GROUP_DIM: the preference embedding width
 
 
 @dataclass(frozen=True)
@@ -75,21 +76,48 @@ def write_data(data: Path, rng: np.random.Generator, n_products: int, users_per_
     return [r["product_id"] for r in rows], frame
 
 
+def write_preference_model(grouping: Path, products: list[str], seed: int) -> "Assigner":
+    """A random PAAG preference model exported as the grouping job exports it (model/config.json +
+    model/weights.npz, paag's layout); returns a numpy Assigner over it (groups not yet attached)."""
+    import torch
+
+    from osmf_jobs.paag.assign import CONFIG, WEIGHTS, Assigner
+    from osmf_jobs.paag.model import PreferenceModel, export_arrays
+
+    rng = np.random.default_rng(seed)
+    vocab = {"age_band": list(AGE_BANDS), "region": list(REGIONS)}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PreferenceModel([len(v) for v in vocab.values()], text_dim=8, image_token_dim=8, creative_dim=4, d=GROUP_DIM)
+    arrays = export_arrays(
+        model, rng.normal(size=(len(products), 3, 8)).astype(np.float32), np.ones((len(products), 3), bool),
+        rng.normal(size=(len(products), 4, 8)).astype(np.float32), np.zeros((0, 4), np.float32),
+        np.zeros(4, np.float32), np.ones(4, np.float32),
+    )
+    config = {"attributes": list(ATTRIBUTES), "vocab": vocab, "products": products, "creatives": [], "embedding_dim": GROUP_DIM}
+    (grouping / CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (grouping / CONFIG).write_text(json.dumps(config))
+    np.savez(grouping / WEIGHTS, **arrays)
+    return Assigner(config, arrays)
+
+
 def write_grouping(grouping: Path, data: Path, products: list[str], users: pd.DataFrame, rng: np.random.Generator,
                    groups_per_product: tuple[int, ...]) -> None:
-    (grouping / "model").mkdir(parents=True, exist_ok=True)
+    """Groups by age band (a crisp defining attribute for the report); centroids and representatives
+    are the members' preference embeddings under the exported model, as the grouping job computes them."""
+    assigner = write_preference_model(grouping, products, int(rng.integers(1 << 30)))
     groups, assignments = [], []
     for pid, k in zip(products, groups_per_product):
+        embeddings = assigner.embed_many([pid] * len(users), users[list(ATTRIBUTES)])
         for g in range(k):
-            # Group g holds the users of age band g (mod k): a crisp defining attribute for the report.
-            members = users[[AGE_BANDS.index(a) % k == g for a in users["age_band"]]]
-            reps = rng.normal(loc=g, size=(N_VECTORS, GROUP_DIM)).astype(np.float32)
-            groups.append({"product_id": pid, "group_id": g, "size": len(members), "centroid": reps.mean(0).tolist(),
+            members = np.asarray([AGE_BANDS.index(a) % k == g for a in users["age_band"]])
+            points = embeddings[members]
+            reps = points[rng.choice(len(points), N_VECTORS, replace=len(points) < N_VECTORS)]
+            groups.append({"product_id": pid, "group_id": g, "size": int(members.sum()), "centroid": points.mean(0).tolist(),
                            "representatives": [v.tolist() for v in reps], "silhouette": 0.5})
-            assignments += [{"product_id": pid, "user_id": u, "group_id": g} for u in members["user_id"]]
+            assignments += [{"product_id": pid, "user_id": u, "group_id": g} for u in users["user_id"][members]]
     pd.DataFrame(groups).to_parquet(grouping / "groups.parquet")
     pd.DataFrame(assignments).to_parquet(grouping / "assignments.parquet")
-    (grouping / "model" / "config.json").write_text(json.dumps({"user_attributes": list(ATTRIBUTES)}))
     manifest(grouping, "AudienceGrouping", [{"name": "data", "kind": "Dataset", "uri": data.as_uri()}],
              {"auroc": 0.71, "ndcg_at_5": 0.42})
 
@@ -187,6 +215,19 @@ def shared_campaign_world(tmp_path_factory) -> CampaignWorld:
     return world
 
 
+def shared_campaign_run(tmp_path_factory) -> Path:
+    """A finished campaign on the shared world (default SPEC, run in-process), made once per session."""
+    from osmf_jobs.campaign.main import main
+    from osmf_jobs.runtime import build_context, load_config
+
+    world = shared_campaign_world(tmp_path_factory)
+    run = tmp_path_factory.getbasetemp() / "shared-campaign-run"
+    if not (run / "manifest.json").exists():
+        for step in ("generate", "merge"):
+            main(build_context(load_config(json.dumps(campaign_config(world, run, step)))))
+    return run
+
+
 # ---- the world's own checks ------------------------------------------------------------------------
 
 
@@ -200,3 +241,8 @@ def test_world_tables_follow_the_data_contract(tmp_path):
     assert sizes.to_dict() == {(p, g): s for p, g, s in zip(groups["product_id"], groups["group_id"], groups["size"])}
     for uri in pd.read_parquet(world.data / "products.parquet")["image_uri"]:
         assert Image.open(world.data / uri).mode == "RGBA"
+    from osmf_jobs.paag.assign import Assigner
+
+    assigner = Assigner.load(world.uri("grouping"))
+    assert {p: list(assigner.group_ids[p]) for p in world.products} == {"p00": [0, 1], "p01": [0, 1, 2], "p02": [0]}
+    assert assigner.centroids["p01"].shape == (3, GROUP_DIM)

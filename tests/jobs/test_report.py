@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from osmf_jobs.runtime import build_context, load_config
-from tests.jobs.test_campaign_world import AGE_BANDS, campaign_config, shared_campaign_world
+from tests.jobs.test_campaign_world import AGE_BANDS, shared_campaign_run
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -22,12 +21,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> tuple[Path, dict]:
-    from osmf_jobs.campaign.main import main
-
-    world = shared_campaign_world(tmp_path_factory)
-    run = tmp_path_factory.mktemp("report-run")
-    for step in ("generate", "merge"):
-        main(build_context(load_config(json.dumps(campaign_config(world, run, step)))))
+    run = shared_campaign_run(tmp_path_factory)
     return run / "report.html", json.loads((run / "campaign.json").read_text())
 
 
