@@ -1,0 +1,55 @@
+"""`python -m osmf_operator`: run the kopf operator (what the Helm chart's Deployment starts)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m osmf_operator", description="The OSMF Kubernetes operator.")
+    parser.add_argument("--liveness", metavar="URL", default="http://0.0.0.0:8080/healthz",
+                        help="kopf's liveness endpoint for the probes (default: %(default)s)")
+    parser.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port; 0 turns it off (default: %(default)s)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--peering", metavar="NAME",
+                        help="run with kopf peering under this name (several replicas); default: standalone (one replica)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
+
+    import kopf
+
+    from .handlers import Operator, register
+    from .kube import Kube
+    from .metrics import OperatorMetrics
+    from .settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()  # once, at start-up; a settings change rolls the pod
+    except SettingsError as error:
+        print(f"osmf-operator: {error}", file=sys.stderr)
+        return 2
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    operator = Operator(settings, Kube.from_config(), metrics)
+    registry = register(kopf.SmartOperatorRegistry(), operator)
+    kopf.run(
+        registry=registry,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        clusterwide=not settings.watched_namespaces,
+        namespaces=settings.watched_namespaces,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

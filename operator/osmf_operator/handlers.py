@@ -1,0 +1,391 @@
+"""The kopf operator: thin handlers for the five kinds over one reconcile function.
+
+One reconcile = parse (typed models; a bad spec becomes Stalled/InvalidSpec naming the field) →
+fetch the referenced resources → plan the run → list the children → read the manifest and progress
+from the artifact store (children first: a Job that succeeded always has its manifest visible) →
+decide (the shared core) → create/delete children → write status once, only if it changed, with a
+resourceVersion precondition → post the decision's Events.
+
+Triggers: create / update (spec) / resume of each kind; events of owned Jobs and InferenceServices
+(re-reconcile the owner); an outcome of a resource (re-reconcile the ones that consume it); and a
+timer every `requeueSeconds` while a resource is not settled (progress, pods, Kueue).
+Handlers return None: kopf never writes handler results into `status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import kopf
+from pydantic import ValidationError
+
+from .api import API_VERSION, GROUP, KINDS, VERSION, OsmfStatus, Resource, SpecError, parse_resource
+from .api.resource import Metadata
+from .builders import BuildError, build_inference_service, build_job_objects, config_map_name, owner_of, rendezvous_service_name, spec_problems
+from .builders.pod import KUEUE_QUEUE_LABEL, MANAGED_BY
+from .core import Blocked, Decision, Observed, ObservedJob, ObservedService, decide, plan_run, references, service_name
+from .core.plan import Reference, RunPlan
+from .kube import Conflict, Kube, KubeError, owned_by, rfc3339
+from .metrics import OperatorMetrics
+from .observe import job_is_suspended, job_needs_pods, observe_job, observe_service
+from .settings import OperatorSettings
+from .store import PROGRESS, StoreError, open_store, read_manifest
+
+LOG = logging.getLogger("osmf.operator")
+CAMPAIGN = "AdImageCampaign"
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def status_patch(old: Any, new: Any) -> Any:
+    """RFC 7386 merge patch that turns `old` into `new` (None deletes; lists are replaced whole)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = status_patch(old[key], value)
+    return patch
+
+
+def status_of(body: dict[str, Any]) -> OsmfStatus:
+    """The status as last written; one this operator cannot read counts as empty (it is rewritten)."""
+    try:
+        return OsmfStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return OsmfStatus()
+
+
+def parse(body: dict[str, Any]) -> tuple[Resource, str | None]:
+    """The typed resource, or (a resource without spec, the problems naming their fields)."""
+    try:
+        resource = parse_resource({key: value for key, value in body.items() if key != "status"})
+        problems = None
+    except SpecError as error:
+        meta = body.get("metadata") or {}
+        metadata = Metadata.model_validate({k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta})
+        resource = Resource(info=KINDS[body["kind"]], metadata=metadata, spec=None, status=OsmfStatus(), body=body)
+        problems = "; ".join(error.problems)
+    resource.status = status_of(body)
+    return resource, problems
+
+
+def outcome_known(body: dict[str, Any]) -> bool:
+    conditions = {c.get("type"): c.get("status") for c in (body.get("status") or {}).get("conditions") or []}
+    return conditions.get("Succeeded") in ("True", "False") or conditions.get("Stalled") == "True"
+
+
+def settled(body: dict[str, Any]) -> bool:
+    """Nothing will change without an event: the outcome is known for this generation (and nothing is served)."""
+    status = body.get("status") or {}
+    meta = body.get("metadata") or {}
+    if status.get("observedGeneration") != meta.get("generation", 1) or not outcome_known(body):
+        return False
+    serving = ((body.get("spec") or {}).get("serving") or {}).get("enabled")
+    return not (body.get("kind") == CAMPAIGN and serving)
+
+
+def seconds_since(moment: str | None, now: datetime) -> float:
+    if not moment:
+        return float("inf")
+    try:
+        then = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return float("inf")
+    return (now - then).total_seconds()
+
+
+class Operator:
+    """Reconciles OSMF resources against the Kubernetes API and the artifact store. No kopf in here."""
+
+    def __init__(self, settings: OperatorSettings, kube: Kube, metrics: OperatorMetrics | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.kube = kube
+        self.metrics = metrics or OperatorMetrics()
+        self.clock = clock
+        self._locks: dict[Key, threading.Lock] = {}
+        self._guard = threading.Lock()
+        # (namespace, kind, name) of a resource → the (kind, name)s in that namespace that consume it.
+        self._consumers: dict[Key, set[tuple[str, str]]] = {}
+        self._consumes: dict[Key, set[Key]] = {}
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def _lock(self, key: Key) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def remember_references(self, resource: Resource) -> None:
+        me = (resource.kind, resource.namespace, resource.name)
+        wanted = {(ref.kind, resource.namespace, ref.name) for ref in references(resource)}
+        with self._guard:
+            for dep in self._consumes.get(me, set()) - wanted:
+                self._consumers.get(dep, set()).discard((resource.kind, resource.name))
+            for dep in wanted:
+                self._consumers.setdefault(dep, set()).add((resource.kind, resource.name))
+            self._consumes[me] = wanted
+
+    def consumers_of(self, kind: str, namespace: str, name: str) -> list[tuple[str, str]]:
+        with self._guard:
+            return sorted(self._consumers.get((kind, namespace, name), set()))
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        me = (kind, namespace, name)
+        with self._guard:
+            for dep in self._consumes.pop(me, set()):
+                self._consumers.get(dep, set()).discard((kind, name))
+            self._locks.pop(me, None)
+        self.metrics.forget(kind, namespace, name)
+
+    # -- the reconcile ----------------------------------------------------------------------------
+
+    def reconcile(self, kind: str, namespace: str, name: str) -> Decision | None:
+        """One pass for one resource; None when it is gone or going. Raises KubeError/StoreError to retry."""
+        start = time.monotonic()
+        try:
+            with self._lock((kind, namespace, name)):
+                return self._reconcile(kind, namespace, name)
+        except Exception as error:
+            self.metrics.errors.labels(kind, type(error).__name__).inc()
+            raise
+        finally:
+            self.metrics.reconciles.labels(kind).inc()
+            self.metrics.duration.labels(kind).observe(time.monotonic() - start)
+
+    def reconcile_quietly(self, kind: str, namespace: str, name: str) -> None:
+        """For event-driven passes: a failure is logged; the timer or the next event tries again."""
+        try:
+            self.reconcile(kind, namespace, name)
+        except (KubeError, OSError) as error:
+            LOG.info("reconcile of %s %s/%s deferred: %s", kind, namespace, name, error)
+
+    def _reconcile(self, kind: str, namespace: str, name: str) -> Decision | None:
+        body = self.kube.get(kind, namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            self.forget(kind, namespace, name)
+            return None
+        now = self.clock()
+        resource, invalid = parse(body)
+        if invalid is None:
+            invalid = "; ".join(spec_problems(resource, self.settings)) or None
+        if invalid is None:
+            self.remember_references(resource)
+            observed = self.observe(resource, now)
+        else:
+            observed = Observed(resource=resource, plan=Blocked("InvalidSpec", invalid, stalled=True),
+                                invalid_spec=invalid, code_version=self.settings.code_version)
+        decision = decide(observed, rfc3339(now))
+        try:
+            self.apply(resource, observed, decision)
+        except BuildError as error:  # spec_problems catches these first; this keeps a surprise readable
+            decision = decide(replace(observed, invalid_spec=str(error)), rfc3339(now))
+        self.write_status(body, decision)
+        self.post_events(body, decision, now)
+        self.metrics.set_stage(kind, namespace, name, decision.status.stage)
+        return decision
+
+    # -- observe ----------------------------------------------------------------------------------
+
+    def dependency(self, ref: Reference, namespace: str) -> Resource | None:
+        body = self.kube.get(ref.kind, namespace, ref.name)
+        return None if body is None else parse(body)[0]
+
+    def observe(self, resource: Resource, now: datetime) -> Observed:
+        found = {ref.role: self.dependency(ref, resource.namespace) for ref in references(resource)}
+        fingerprint = open_store(resource.spec.data.uri).fingerprint() if resource.kind == "AudienceGrouping" else None
+        plan = plan_run(resource, found, self.settings.artifacts.root_uri, fingerprint)
+        observed = Observed(resource=resource, plan=plan, code_version=self.settings.code_version)
+        if isinstance(plan, Blocked):
+            return observed
+        observed.jobs = self.observe_jobs(resource)  # children first, then the manifest
+        store = open_store(plan.run_uri)
+        observed.manifest = read_manifest(store)
+        if observed.manifest is None:
+            observed.progress = self.read_progress(resource, plan, observed.jobs, store, now)
+        elif resource.kind == CAMPAIGN and resource.spec.serving.enabled:
+            observed.service = self.observe_serving(resource)
+        return observed
+
+    def observe_jobs(self, resource: Resource) -> list[ObservedJob]:
+        out = []
+        for job in self.kube.owned_jobs(resource.kind, resource.namespace, resource.name, resource.metadata.uid):
+            meta = job["metadata"]
+            pods = self.kube.job_pods(resource.namespace, meta["name"]) if job_needs_pods(job) else None
+            workload = None
+            if job_is_suspended(job) and KUEUE_QUEUE_LABEL in (meta.get("labels") or {}) and meta.get("uid"):
+                workload = self.kube.workload_for_job(resource.namespace, meta["uid"])
+            observed = observe_job(job, pods, workload)
+            if observed is not None:
+                out.append(observed)
+        return out
+
+    def read_progress(self, resource: Resource, plan: RunPlan, jobs: list[ObservedJob], store: Any, now: datetime) -> list[dict]:
+        """progress.json of the running step, read at most every progressIntervalSeconds (best effort)."""
+        current = {job.step: job for job in jobs if job.input_hash == plan.input_hash}
+        step = next((s for s in resource.info.steps if s.name in current and current[s.name].phase in ("Running", "Pending")), None)
+        if step is None:
+            return []
+        last = resource.status.progress
+        if last is not None and last.step == step.name and seconds_since(last.updated, now) < self.settings.progress_interval_seconds:
+            return []
+        shards = getattr(resource.spec, "shards", 1)
+        rels = [f"shards/{i}/{PROGRESS}" for i in range(shards)] if step.sharded else [PROGRESS]
+        docs = []
+        for rel in rels:
+            try:
+                doc = store.read_json(rel)
+            except StoreError:
+                return []
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("step") == step.name:
+                docs.append(doc)
+        return docs
+
+    def observe_serving(self, resource: Resource) -> ObservedService | None:
+        name = service_name(resource)
+        isvc = self.kube.get("InferenceService", resource.namespace, name)
+        if isvc is not None and not owned_by(isvc, resource.metadata.uid):
+            return ObservedService(name=name, ready=False, reason="InferenceServiceNameTaken",
+                                   message=f"InferenceService {name} exists and belongs to someone else; delete or rename it")
+        pods = self.kube.predictor_pods(resource.namespace, name) if isvc is not None else []
+        return observe_service(isvc, pods)
+
+    # -- act --------------------------------------------------------------------------------------
+
+    def apply(self, resource: Resource, observed: Observed, decision: Decision) -> None:
+        namespace = resource.namespace
+        owner = owner_of(resource)
+        for job in decision.delete_jobs:
+            LOG.info("%s %s/%s: deleting job %s of an earlier run", resource.kind, namespace, resource.name, job)
+            self.kube.delete_job(namespace, job, config_map_name(job), rendezvous_service_name(job))
+        for request in decision.create_jobs:
+            for obj in build_job_objects(request, owner, self.settings):
+                if self.kube.create(obj):
+                    self.metrics.children.labels(obj["kind"]).inc()
+        if resource.kind != CAMPAIGN or resource.spec is None:
+            return
+        service = decision.apply_service
+        if service is not None and not (observed.service and observed.service.reason == "InferenceServiceNameTaken"):
+            if self.kube.apply(build_inference_service(service, owner, self.settings)) == "created":
+                self.metrics.children.labels("InferenceService").inc()
+        elif not resource.spec.serving.enabled and any(o.kind == "InferenceService" for o in resource.status.children.objects):
+            isvc = self.kube.get("InferenceService", namespace, service_name(resource))
+            if isvc is not None and owned_by(isvc, resource.metadata.uid):
+                self.kube.delete("InferenceService", namespace, service_name(resource))
+
+    def write_status(self, body: dict[str, Any], decision: Decision, attempts: int = 3) -> None:
+        """One status write, only if something changed, guarded by the resourceVersion that was read.
+
+        A conflict caused by metadata alone (kopf's annotations, a label) is retried against the fresh
+        resourceVersion; a conflict on spec or status means the decision is stale: Conflict is raised.
+        """
+        new = decision.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        meta = body["metadata"]
+        for attempt in range(attempts):
+            patch = status_patch(body.get("status") or {}, new)
+            if not patch:
+                return
+            try:
+                self.kube.patch_status(body["kind"], meta["namespace"], meta["name"], patch, meta.get("resourceVersion"))
+                return
+            except Conflict:
+                fresh = self.kube.get(body["kind"], meta["namespace"], meta["name"])
+                if (attempt == attempts - 1 or fresh is None or fresh.get("status") != body.get("status")
+                        or fresh["metadata"].get("generation") != meta.get("generation")):
+                    raise
+                body, meta = fresh, fresh["metadata"]
+
+    def post_events(self, body: dict[str, Any], decision: Decision, now: datetime) -> None:
+        meta = body["metadata"]
+        involved = {"apiVersion": body.get("apiVersion", API_VERSION), "kind": body["kind"], "name": meta["name"],
+                    "namespace": meta["namespace"], "uid": meta.get("uid", ""), "resourceVersion": meta.get("resourceVersion")}
+        for event in decision.events:
+            try:
+                self.kube.post_event(involved, event.type, event.reason, event.message, now)
+            except KubeError as error:  # an Event is a courtesy; status already tells the truth
+                LOG.warning("event %s for %s/%s not posted: %s", event.reason, meta["namespace"], meta["name"], error)
+
+
+# ---- kopf ---------------------------------------------------------------------------------------
+
+
+def controller_owner(body: dict[str, Any]) -> tuple[str, str] | None:
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("apiVersion") == API_VERSION and ref.get("kind") in KINDS:
+            return ref["kind"], ref["name"]
+    return None
+
+
+def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.OperatorRegistry:
+    """Every handler on `registry` (kopf.SmartOperatorRegistry() in a cluster; a bare one in tests)."""
+    settings = operator.settings
+
+    def run(kind: str, namespace: str, name: str) -> None:
+        try:
+            operator.reconcile(kind, namespace, name)
+        except Conflict:
+            raise kopf.TemporaryError(f"{kind} {namespace}/{name} changed while it was reconciled; again", delay=1)
+        except (KubeError, OSError) as error:
+            raise kopf.TemporaryError(str(error), delay=min(10.0, settings.requeue_seconds))
+        return None
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would be noise
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.execution.max_workers = 16
+        # A deleted resource waits for its timer to stop before kopf releases the finalizer: a timer
+        # that is asleep stops at once; one inside a reconcile is polled again after a few seconds.
+        settings.background.instant_exit_timeout = 0.5
+        settings.background.cancellation_polling = 5
+
+    for info in KINDS.values():
+        group_version_plural = (GROUP, VERSION, info.plural)
+
+        def on_change(namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
+            return run(_kind, namespace, name)
+
+        def on_timer(namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
+            return run(_kind, namespace, name)
+
+        def on_event(type: str | None, namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
+            if type == "DELETED":
+                operator.forget(_kind, namespace, name)
+                return
+            for consumer_kind, consumer in operator.consumers_of(_kind, namespace, name):
+                operator.reconcile_quietly(consumer_kind, namespace, consumer)
+
+        kopf.on.create(*group_version_plural, id="reconcile-create", registry=registry)(on_change)
+        kopf.on.update(*group_version_plural, id="reconcile-update", field="spec", registry=registry)(on_change)
+        kopf.on.resume(*group_version_plural, id="reconcile-resume", registry=registry)(on_change)
+        kopf.timer(*group_version_plural, id="requeue", interval=settings.requeue_seconds,
+                   initial_delay=settings.requeue_seconds, when=lambda body, **_: not settled(body),
+                   registry=registry)(on_timer)
+        # Filters run in kopf's event loop: most events never reach the thread pool.
+        kopf.on.event(*group_version_plural, id="consumers", registry=registry,
+                      when=lambda type, body, **_: type == "DELETED" or (type is not None and outcome_known(body)))(on_event)
+
+    def on_child(body: dict[str, Any], namespace: str, **_: Any) -> None:
+        kind, name = controller_owner(body)
+        operator.reconcile_quietly(kind, namespace, name)
+
+    def is_owned_change(type: str | None, body: dict[str, Any], **_: Any) -> bool:
+        return type is not None and controller_owner(body) is not None  # the initial listing is on.resume's
+
+    for group, version, plural in (("batch", "v1", "jobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")):
+        kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=dict(MANAGED_BY), when=is_owned_change,
+                      registry=registry)(on_child)
+    return registry
