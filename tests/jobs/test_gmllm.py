@@ -15,57 +15,32 @@ import numpy as np
 import pytest
 
 from osmf_jobs.gmllm.main import main
-from osmf_jobs.runtime import build_context, load_config, run_job
-from tests.jobs.test_gmodel_world import World, build_world, job_config, one_thread, world_inputs  # noqa: F401
+from osmf_jobs.runtime import run_job
+from tests.jobs.test_gmodel_world import (  # noqa: F401
+    TrainedRuns, World, build_world, job_config, one_thread, pretrain_spec, reward_spec, trained_runs, world_inputs,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"baseModel": {"uri": "builtin:tiny-llava"}, "datasetRef": {"name": "gaip"}}
-
-
-def pretrain_spec(**training) -> dict:
-    return TINY | {"task": "pretrain", "training": {
-        "epochs": 10, "learningRate": 1e-3, "batchSize": 16, "warmupRatio": 0.05, "precision": "fp32",
-        "checkpointEverySteps": 50} | training}
-
-
-def reward_spec(**training) -> dict:
-    return {"task": "reward", "datasetRef": {"name": "gaip"}, "initFromRef": {"name": "pretrain"}, "training": {
-        "epochs": 10, "learningRate": 1e-3, "batchSize": 8, "warmupRatio": 0.05, "precision": "fp32",
-        "checkpointEverySteps": 50} | training}
-
-
-def run_in_process(config: Path) -> None:
-    main(build_context(load_config(config.read_text())))
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return build_world(tmp_path_factory.mktemp("gmllm-world"))
+def runs(tmp_path_factory) -> TrainedRuns:
+    return trained_runs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def pretrain_run(world: World, tmp_path_factory) -> Path:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("runs") / "pretrain"
-    run_in_process(job_config(run.parent / "pretrain.json", "GMLLMTraining", pretrain_spec(), run, world_inputs(world)))
-    torch.set_num_threads(before)
-    return run
+def world(runs: TrainedRuns) -> World:
+    return runs.world
 
 
 @pytest.fixture(scope="module")
-def reward_run(world: World, pretrain_run: Path) -> Path:
-    import torch
+def pretrain_run(runs: TrainedRuns) -> Path:
+    return runs.pretrain
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    run = pretrain_run.parent / "reward"
-    inputs = world_inputs(world) | {"init": ("GMLLMTraining", pretrain_run)}
-    run_in_process(job_config(run.parent / "reward.json", "GMLLMTraining", reward_spec(), run, inputs))
-    torch.set_num_threads(before)
-    return run
+
+@pytest.fixture(scope="module")
+def reward_run(runs: TrainedRuns) -> Path:
+    return runs.reward
 
 
 def test_pretrain_writes_prompts_in_the_groups_styles(pretrain_run: Path, world: World, one_thread) -> None:

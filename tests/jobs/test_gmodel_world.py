@@ -147,6 +147,57 @@ def world_inputs(world: World) -> dict[str, tuple[str | None, Path]]:
     return {"dataset": ("GAIPDataset", world.gaip), "grouping": ("AudienceGrouping", world.grouping)}
 
 
+TINY = {"baseModel": {"uri": "builtin:tiny-llava"}, "datasetRef": {"name": "gaip"}}
+
+
+def pretrain_spec(**training) -> dict:
+    return TINY | {"task": "pretrain", "training": {
+        "epochs": 10, "learningRate": 1e-3, "batchSize": 16, "warmupRatio": 0.05, "precision": "fp32",
+        "checkpointEverySteps": 50} | training}
+
+
+def reward_spec(**training) -> dict:
+    return {"task": "reward", "datasetRef": {"name": "gaip"}, "initFromRef": {"name": "pretrain"}, "training": {
+        "epochs": 10, "learningRate": 1e-3, "batchSize": 8, "warmupRatio": 0.05, "precision": "fp32",
+        "checkpointEverySteps": 50} | training}
+
+
+@dataclass
+class TrainedRuns:
+    world: World
+    pretrain: Path
+    reward: Path
+
+
+_TRAINED: dict[str, TrainedRuns] = {}
+
+
+def trained_runs(tmp_path_factory) -> TrainedRuns:
+    """The tiny world with a pretrain and a reward run, made once per test process (the gmllm and
+    groupdpo test modules share it; module-scoped fixtures could not)."""
+    if "runs" not in _TRAINED:
+        import torch
+
+        from osmf_jobs.gmllm.main import main
+        from osmf_jobs.runtime import build_context, load_config
+
+        root = tmp_path_factory.mktemp("gmodel-trained")
+        world = build_world(root)
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            pretrain, reward = root / "pretrain", root / "reward"
+            config = job_config(root / "pretrain.json", "GMLLMTraining", pretrain_spec(), pretrain, world_inputs(world))
+            main(build_context(load_config(config.read_text())))
+            inputs = world_inputs(world) | {"init": ("GMLLMTraining", pretrain)}
+            config = job_config(root / "reward.json", "GMLLMTraining", reward_spec(), reward, inputs)
+            main(build_context(load_config(config.read_text())))
+        finally:
+            torch.set_num_threads(before)
+        _TRAINED["runs"] = TrainedRuns(world, pretrain, reward)
+    return _TRAINED["runs"]
+
+
 @pytest.fixture
 def one_thread():
     """2 shared cores: one intra-op thread is ~10x faster for tiny models than two fighting threads."""

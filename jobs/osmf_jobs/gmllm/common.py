@@ -1,4 +1,4 @@
-"""Plumbing both tasks share: DDP wrapping, resume, checkpoints, publishing the model."""
+"""Plumbing both tasks share: resume, checkpoints, publishing the model."""
 
 from __future__ import annotations
 
@@ -27,15 +27,6 @@ def fit_settings(training: Any) -> FitSettings:
         warmup_ratio=training.warmup_ratio, max_steps=training.max_steps,
         checkpoint_every_steps=training.checkpoint_every_steps, seed=training.seed,
     )
-
-
-def wrap(model: GroupMLLM, device: Device) -> Any:
-    """The module the training step calls: DDP under torchrun, the model itself otherwise."""
-    if device.world_size == 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(model, device_ids=[device.device.index] if device.device.type == "cuda" else None)
 
 
 class Resume:

@@ -16,10 +16,10 @@ from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answe
 from osmf_jobs.gmodel.location import hf_model_dir
 from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava
 from osmf_jobs.gmodel.text import match_rate, style_vocabulary, style_words
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached
+from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, wrap_ddp
 from osmf_jobs.runtime import InvalidInput, one_line
 
-from .common import Resume, fit_settings, publish_model, wrap
+from .common import Resume, fit_settings, publish_model
 
 EVAL_SAMPLES = 4  # prompts sampled per held-out group at T=1 for the style-word metric
 EVAL_MAX_NEW_TOKENS = 32
@@ -77,7 +77,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         return -logprob.sum() / count.sum().clamp(min=1)
 
     frozen = freeze_unreached(model, lambda: lm_loss(model, [0]))
-    ddp = wrap(model, device)
+    ddp = wrap_ddp(model, device)
 
     def loss_fn(indices: list[int]):
         return lm_loss(ddp, indices), {}

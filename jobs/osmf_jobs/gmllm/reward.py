@@ -20,9 +20,9 @@ from osmf_jobs.gmodel.data import GaipData, PairExample, reward_examples
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
 from osmf_jobs.gmodel.model import GroupMLLM, load_gmodel
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached
+from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, wrap_ddp
 
-from .common import Resume, fit_settings, publish_model, wrap
+from .common import Resume, fit_settings, publish_model
 
 
 def pair_batch(model: GroupMLLM, processor: Any, data: GaipData, pairs: list[PairExample]):
@@ -68,7 +68,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         return loss, {"pair_accuracy": float((chosen > rejected).float().mean())}
 
     freeze_unreached(model, lambda: pair_loss(model, [0])[0])
-    ddp = wrap(model, device)
+    ddp = wrap_ddp(model, device)
 
     def loss_fn(indices: list[int]):
         return pair_loss(ddp, indices)

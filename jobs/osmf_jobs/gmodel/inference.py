@@ -44,22 +44,22 @@ def score_batch_inputs(model: GroupMLLM, processor: Any, representatives: Sequen
 
 @torch.no_grad()
 def sample_answers(model: GroupMLLM, batch: Batch, n: int, temperature: float, seed: int, max_new_tokens: int, eos_id: int, pad_id: int) -> list[list[list[int]]]:
-    """n sampled answers (token ids, up to and excluding </s>) per row; T=0 means greedy."""
+    """n sampled answers per row (token ids, ending with </s> unless cut by max_new_tokens); T=0 = greedy."""
     embeds = model.embed(batch.input_ids, batch.group_mask, batch.representatives)
     repeat = lambda t: t.repeat_interleave(n, dim=0)  # noqa: E731
     kwargs: dict[str, Any] = {k: repeat(v) for k, v in batch.vision.items()}
     kwargs["pixel_values"] = kwargs["pixel_values"].to(model.mllm.dtype)
+    # An image token inside an answer would break LLaVA's image-token count when the answer is fed back.
+    suppressed = sorted({model.mllm.config.image_token_id, pad_id} - {eos_id})
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
     with torch.random.fork_rng(devices=[batch.input_ids.device] if batch.input_ids.device.type == "cuda" else []):
         torch.manual_seed(seed)
         out = model.mllm.generate(
             inputs_embeds=repeat(embeds), attention_mask=repeat(batch.attention_mask), max_new_tokens=max_new_tokens,
-            eos_token_id=eos_id, pad_token_id=pad_id, **sampling, **kwargs,
+            eos_token_id=eos_id, pad_token_id=pad_id, suppress_tokens=suppressed, **sampling, **kwargs,
         )
-    rows = []
-    for seq in out.tolist():
-        cut = seq.index(eos_id) if eos_id in seq else len(seq)
-        rows.append([t for t in seq[:cut] if t != pad_id])
+    # Keep </s> when the sample ended with it: its probability is part of the sequence's (DPO sums it).
+    rows = [seq[: seq.index(eos_id) + 1] if eos_id in seq else seq for seq in out.tolist()]
     return [rows[i * n : (i + 1) * n] for i in range(len(rows) // n)]
 
 

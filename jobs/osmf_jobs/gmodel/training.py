@@ -285,3 +285,12 @@ def freeze_unreached(model: torch.nn.Module, probe_loss: Any) -> list[str]:
             p.requires_grad_(False)
     model.zero_grad(set_to_none=True)
     return frozen
+
+
+def wrap_ddp(model: torch.nn.Module, device: Device) -> Any:
+    """The module training steps call: DDP under torchrun, the model itself in one process."""
+    if device.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.device.index] if device.device.type == "cuda" else None)
