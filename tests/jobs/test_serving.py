@@ -234,3 +234,21 @@ def test_entry_point_serves_on_loopback(run, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_precomputed_groups_match_the_assigner_and_the_lazy_path(run, assigner, world, monkeypatch):
+    from osmf_jobs.serving import predictor as P
+
+    model = P.GroupImagePredictor("campaign", campaign_uri=run.as_uri())
+    model.load()
+    assert len(model.groups) == len(world.products) * (len(AGE_BANDS) + 1) * (len(REGIONS) + 1)
+    for (product, key), group in model.groups.items():
+        user = {a: (assigner.config["vocab"][a][i - 1] if i else None) for a, i in zip(assigner.attributes, key)}
+        assert assigner.assign(product, {a: v for a, v in user.items() if v is not None}) == group
+    monkeypatch.setattr(P, "PRECOMPUTE_LIMIT", 0)
+    lazy = P.GroupImagePredictor("campaign", campaign_uri=run.as_uri())
+    lazy.load()
+    assert lazy.groups == {}
+    for product in world.products:
+        for user in USERS:
+            assert lazy.assign(product, user) == model.assign(product, user)
