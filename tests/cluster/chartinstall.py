@@ -80,6 +80,7 @@ class InstalledOperator:
 
     def install(self, timeout: float = 120) -> None:
         self.cp.create_namespace(OPERATOR_NAMESPACE)
+        self.bridge.serve(OPERATOR_NAMESPACE)
         self.cp.apply([s3_secret(OPERATOR_NAMESPACE)])
         self.cp.apply(self.chart.docs)
         self.wait_healthy(timeout)

@@ -17,6 +17,8 @@ import pytest
 from tests.cluster.chartinstall import (InstalledOperator, RenderedChart, render_chart,
                                         s3_secret, tier_chart_values)
 from tests.cluster.controlplane import REPO, ControlPlane, fake_nodes, find_binaries, tier_values
+from tests.cluster.pipeline import (PipelineDriver, PipelineRecord, cluster_pipeline,
+                                    upload_tiny_world)
 from tests.cluster.podbridge import PodBridge
 
 HERE = Path(__file__).parent
@@ -93,6 +95,20 @@ def workload_ns(control_plane, request):
     control_plane.apply([s3_secret(name)])
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+PIPELINE_NAMESPACE = "pipeline"
+PIPELINE_TIMEOUT_S = 1800
+
+
+@pytest.fixture(scope="session")
+def pipeline(control_plane, operator, pod_bridge, s3_server) -> PipelineRecord:
+    """The whole pipeline, applied at once and run to the end with the faults of issue 4 injected."""
+    data_uri = upload_tiny_world(s3_server, "world")
+    control_plane.create_namespace(PIPELINE_NAMESPACE)
+    control_plane.apply([s3_secret(PIPELINE_NAMESPACE)])
+    driver = PipelineDriver(control_plane, operator, pod_bridge, s3_server, PIPELINE_NAMESPACE)
+    return driver.run(cluster_pipeline(data_uri), timeout=PIPELINE_TIMEOUT_S)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -151,6 +151,14 @@ def _write_pki(pki: Path) -> None:
     (pki / "sa.key").write_bytes(pem_key(key()))
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when the process that started it dies (Linux), so a
+    killed test run leaves no control plane or job process behind."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
 class Process:
     """One component, its output in <workdir>/logs/<name>.log."""
 
@@ -159,7 +167,8 @@ class Process:
         self.log_path = logdir / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                      preexec_fn=die_with_parent)
 
     def check_alive(self) -> None:
         if self.popen.poll() is not None:

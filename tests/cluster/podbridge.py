@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.controlplane import ControlPlane
+from tests.cluster.controlplane import ControlPlane, die_with_parent
 
 POLL_SECONDS = 0.5
 _FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -72,6 +72,9 @@ class PodBridge:
         self.api = client.CoreV1Api(config.new_client_from_config(str(cp.admin_kubeconfig)))
         self.fake_nodes: set[str] = set()
         self.runs: dict[str, Run] = {}  # by pod uid
+        # Only pods of these namespaces run (others stay as KWOK leaves them: Running, no process).
+        self.namespaces: set[str] = set()
+        self.ignored: set[tuple[str, str]] = set()  # (namespace, osmf.dev/name) never run
         self.finished: list[dict[str, Any]] = []  # {namespace, name, exit_code, command}
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -116,7 +119,11 @@ class PodBridge:
                 if deleting:
                     self._kill(run)
                 continue
-            if (not deleting and pod["spec"].get("nodeName") in self.fake_nodes
+            owner = (pod["metadata"]["namespace"],
+                     (pod["metadata"].get("labels") or {}).get("osmf.dev/name", ""))
+            if (not deleting and pod["metadata"]["namespace"] in self.namespaces
+                    and owner not in self.ignored
+                    and pod["spec"].get("nodeName") in self.fake_nodes
                     and pod.get("status", {}).get("phase") == "Running"):
                 self._launch(pod)
         with self._lock:
@@ -160,6 +167,9 @@ class PodBridge:
         run.exit_code = exit_code
         if run.killed:
             return
+        if exit_code != 0 and not message and pod["spec"]["containers"][0].get(
+                "terminationMessagePolicy") == "FallbackToLogsOnError":
+            message = log_tail_message(run.log_path)
         self.finished.append({"namespace": meta["namespace"], "name": meta["name"],
                               "exit_code": exit_code, "log": str(run.log_path)})
         self._report(pod, exit_code, run.started, message)
@@ -224,7 +234,7 @@ class PodBridge:
             log.flush()
             run.process = subprocess.Popen(argv, env=full_env, cwd=workdir, stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True)
+                                           start_new_session=True, preexec_fn=die_with_parent)
             try:
                 return run.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -288,7 +298,7 @@ class PodBridge:
             "restartCount": 0, "started": False,
             "state": {"terminated": {
                 "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-                "message": message[:1000] or None, "startedAt": started, "finishedAt": finished}},
+                "message": message or None, "startedAt": started, "finishedAt": finished}},
         } for c in pod["spec"]["containers"]]
         body = {"status": {
             "phase": "Succeeded" if exit_code == 0 else "Failed",
@@ -419,12 +429,58 @@ class PodBridge:
 
         return rewrite
 
-    # --- what tests look at --------------------------------------------------------------------
+    # --- what tests use ------------------------------------------------------------------------
+    def serve(self, namespace: str) -> None:
+        """Run the pods of this namespace from now on."""
+        self.namespaces.add(namespace)
+
+    def ignore(self, namespace: str, resource_name: str) -> None:
+        """Leave the pods of this OSMF resource alone (KWOK keeps them Running, nothing runs)."""
+        self.ignored.add((namespace, resource_name))
+
+    def disrupt(self, namespace: str, pod_name: str) -> None:
+        """End a running pod as an eviction does: process killed, pod Failed with DisruptionTarget."""
+        with self._lock:
+            run = next((r for r in self.runs.values()
+                        if (r.pod["metadata"]["namespace"], r.pod["metadata"]["name"])
+                        == (namespace, pod_name)), None)
+        if run is None:
+            raise KeyError(f"pod {namespace}/{pod_name} is not running under the bridge")
+        self._kill(run, graceful=False)
+        at = now()
+        body = {"status": {"phase": "Failed", "reason": "Evicted",
+                           "message": "evicted by the test (node drain)",
+                           "conditions": [{"type": "DisruptionTarget", "status": "True",
+                                           "reason": "EvictionByEvictionAPI",
+                                           "message": "Eviction API: evicting",
+                                           "lastTransitionTime": at}],
+                           "containerStatuses": [{
+                               "name": c["name"], "image": c.get("image", ""), "imageID": "",
+                               "ready": False, "restartCount": 0,
+                               "state": {"terminated": {"exitCode": 137, "reason": "Error",
+                                                        "startedAt": run.started,
+                                                        "finishedAt": at}}}
+                               for c in run.pod["spec"]["containers"]]}}
+        self.api.patch_namespaced_pod_status(pod_name, namespace, body)
+
+    def running_pods(self, namespace: str) -> list[str]:
+        with self._lock:
+            return [r.pod["metadata"]["name"] for r in self.runs.values()
+                    if r.pod["metadata"]["namespace"] == namespace and not r.killed
+                    and r.process is not None and r.process.poll() is None]
+
     def exits(self, namespace: str) -> list[dict[str, Any]]:
         return [f for f in self.finished if f["namespace"] == namespace]
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def log_tail_message(path: Path) -> str:
+    """What the kubelet keeps with FallbackToLogsOnError: the log's last 80 lines, at most 2 KiB."""
+    lines = [line for line in path.read_text(errors="replace").splitlines()
+             if not line.startswith("--- ")]  # the bridge's own start markers
+    return "\n".join(lines[-80:])[-2048:]
 
 
 def _expand(value: str, env: dict[str, str]) -> str:

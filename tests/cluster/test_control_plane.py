@@ -144,6 +144,7 @@ def job_condition(cp, namespace: str, name: str):
 def test_pod_bridge_runs_the_real_command_and_the_job_controller_sees_its_exit(
         control_plane, pod_bridge, namespace):
     cp = control_plane
+    pod_bridge.serve(namespace)
     cp.apply(exit_job("ok", "0") + exit_job("bad-input", "65"), namespace=namespace)
     ok, _ = wait_for("Job ok to finish", lambda: job_condition(cp, namespace, "ok"), timeout=90)
     assert ok["type"] == "Complete"

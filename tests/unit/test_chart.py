@@ -157,6 +157,21 @@ def test_settings_configmap_is_what_the_operator_reads(tmp_path):
 
 
 @needs_helm
+def test_the_operator_gets_the_artifact_endpoint_the_jobs_get(tmp_path):
+    values = copy.deepcopy(VALUES)
+    values["settings"]["artifacts"].update(endpointUrl="http://minio.storage:9000",
+                                           region="eu-west-1")
+    docs = render(tmp_path, values)
+    env = {e["name"]: e.get("value") for e in
+           only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    plain = {e["name"] for e in
+             only(render(tmp_path), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "AWS_ENDPOINT_URL" not in plain
+
+
+@needs_helm
 def test_a_settings_change_rolls_the_operator_pod(tmp_path):
     def checksum(values):
         deployment = only(render(tmp_path, values), "Deployment")

@@ -1,0 +1,56 @@
+"""Least privilege, proven on the real API server (issue 4, items 2 and 8).
+
+The operator runs as the chart's ServiceAccount (the pod bridge hands its pod a real token of it),
+so everything it does in this session is done with the chart's RBAC and nothing else. Here: the
+account's rights as the API server's authorizer answers them, and the identity in the audit log.
+What the operator used versus what it was granted is compared at the end of the session
+(test_zz_least_privilege.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster.chartinstall import OPERATOR_NAMESPACE
+
+pytestmark = pytest.mark.cluster
+
+# (verb, resource, allowed) as `kubectl auth can-i` asks them.
+RIGHTS = [
+    ("patch", "audiencegroupings.osmf.dev", True),
+    ("patch", "adimagecampaigns.osmf.dev/status", True),
+    ("watch", "gmllmtrainings.osmf.dev", True),
+    ("create", "jobs.batch", True),
+    ("list", "pods", True),
+    ("create", "inferenceservices.serving.kserve.io", True),
+    ("create", "audiencegroupings.osmf.dev", False),
+    ("delete", "groupdporuns.osmf.dev", False),
+    ("update", "gaipdatasets.osmf.dev", False),
+    ("get", "secrets", False),
+    ("list", "secrets", False),
+    ("delete", "pods", False),
+    ("create", "pods", False),
+    ("delete", "nodes", False),
+    ("create", "clusterroles.rbac.authorization.k8s.io", False),
+    ("create", "rolebindings.rbac.authorization.k8s.io", False),
+    ("create", "serviceaccounts/token", False),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io", False),
+]
+
+
+def service_account_user(operator) -> str:
+    return f"system:serviceaccount:{OPERATOR_NAMESPACE}:{operator.service_account}"
+
+
+@pytest.mark.parametrize("verb, resource, allowed", RIGHTS,
+                         ids=[f"{'can' if a else 'cannot'}-{v}-{r}" for v, r, a in RIGHTS])
+def test_the_operator_account_has_only_the_charts_rights(control_plane, operator, verb, resource,
+                                                         allowed):
+    result = control_plane.kubectl("auth", "can-i", verb, resource, "--all-namespaces",
+                                   f"--as={service_account_user(operator)}", check=False)
+    assert result.stdout.strip() == ("yes" if allowed else "no"), (verb, resource, result.stderr)
+
+
+def test_the_operator_talks_to_the_api_as_its_service_account(control_plane, operator):
+    users = {e["user"]["username"] for e in control_plane.audit_events()}
+    assert service_account_user(operator) in users, users

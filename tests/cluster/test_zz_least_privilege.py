@@ -1,0 +1,57 @@
+"""Runs last (file name): after the pipeline, reliability and scheduling tests have driven the
+operator through its work, compare the audit log of its requests with its ClusterRole.
+
+- Never forbidden: no request of the operator got 403, so the chart grants enough.
+- Nothing granted in vain: every (group, resource, verb) the ClusterRole grants was used, except
+  the few listed in UNEXERCISED with the reason this session cannot exercise them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster.chartinstall import OPERATOR_NAMESPACE
+
+pytestmark = pytest.mark.cluster
+
+UNEXERCISED: dict[tuple[str, str, str], str] = {}
+
+
+def operator_requests(control_plane, operator) -> list[dict]:
+    user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{operator.service_account}"
+    return [e for e in control_plane.audit_events() if e["user"]["username"] == user
+            and e.get("objectRef")]
+
+
+def granted(rendered_chart) -> set[tuple[str, str, str]]:
+    role = rendered_chart.one("ClusterRole")
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def used(events: list[dict]) -> set[tuple[str, str, str]]:
+    out = set()
+    for e in events:
+        ref = e["objectRef"]
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        out.add((ref.get("apiGroup", ""), resource, e["verb"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def session_work(pipeline):
+    """The pipeline must have run in this session: it is what exercises the operator's rights."""
+    return pipeline
+
+
+def test_the_operator_was_never_forbidden(control_plane, operator, session_work):
+    denied = [(e["verb"], e["objectRef"], e["responseStatus"].get("message", ""))
+              for e in operator_requests(control_plane, operator)
+              if e.get("responseStatus", {}).get("code") == 403]
+    assert not denied, denied
+
+
+def test_every_granted_right_was_used(control_plane, operator, rendered_chart, session_work):
+    unused = granted(rendered_chart) - used(operator_requests(control_plane, operator))
+    unexplained = sorted(unused - set(UNEXERCISED))
+    assert not unexplained, f"granted but never used (drop them from the chart): {unexplained}"
