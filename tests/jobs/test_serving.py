@@ -252,3 +252,13 @@ def test_precomputed_groups_match_the_assigner_and_the_lazy_path(run, assigner, 
     for product in world.products:
         for user in USERS:
             assert lazy.assign(product, user) == model.assign(product, user)
+
+
+@pytest.mark.slow
+def test_serving_benchmark_runs(tmp_path):
+    """bench/serving.py end to end at a toy size (its numbers are for the benchmark run, not checked here)."""
+    done = subprocess.run([sys.executable, "bench/serving.py", "--requests", "30", "--products", "3"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["bench"] == "serving" and set(summary["http_ms"]) == {"campaign", "naive"}
