@@ -158,6 +158,8 @@ export WORK
 trap 'rm -rf "$WORK"' EXIT
 total_start=$SECONDS
 rm -f "$ERROR_FILE"
+# Killed from outside (e.g. CI's `timeout`): leave the reason for the cluster tier's skip message.
+trap 'echo "control plane build interrupted by a signal after $((SECONDS - total_start)) s (hack/build-control-plane.sh)" | tee "$ERROR_FILE" >&2; exit 1' TERM INT
 rm -rf "$K8S_DIR.tmp" "$ETCD_DIR.tmp" "$KWOK_DIR.tmp" "$HELM_DIR.tmp"
 have "$K8S_DIR" kube-apiserver kube-controller-manager kube-scheduler kubectl || run_step "kubernetes-$KUBERNETES_VERSION" build_kubernetes || true
 have "$ETCD_DIR" etcd || run_step "etcd-$ETCD_VERSION" build_etcd || true
