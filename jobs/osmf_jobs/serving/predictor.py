@@ -61,7 +61,7 @@ class GroupImagePredictor(Model):
         self.groups: dict[tuple[str, tuple[int, ...]], int] = {}
 
     def load(self) -> bool:
-        from osmf_jobs.paag.assign import Assigner
+        from osmf_jobs.paag import Assigner
 
         store = campaign_store(self.campaign_uri, self.storage_uri)
         self.images = CampaignImages.from_manifest(read_campaign(store), self.image_base_url)
