@@ -131,6 +131,8 @@ class LocalRuntime:
             for request in decision.create_jobs:
                 observed = self.executor.run(request)
                 run.jobs.setdefault(resource.key, []).append(observed)
+                if observed.phase == "Succeeded" and self._progress is not None and request.name in self._tasks:
+                    self._progress.update(self._tasks[request.name], completed=100)
                 ran = True
 
     def run(self, resources: list[Resource]) -> LocalRun:
@@ -151,14 +153,14 @@ class LocalRuntime:
 
     def summary_table(self, run: LocalRun) -> Table:
         table = Table(title=f"OSMF local run — artifacts in {self.artifact_root}")
-        for column in ("Resource", "Stage", "Ready", "Succeeded", "Key metrics", "Reason"):
-            table.add_column(column)
+        for column in ("Resource", "Stage", "Succeeded", "Ready", "Key metric", "Message"):
+            table.add_column(column, overflow="fold")
         for resource in run.resources:
             status = resource.status
-            metrics = ", ".join(f"{k}={v:.3g}" for k, v in list(status.metrics.items())[:4])
-            reason = next((c.message for c in status.conditions if c.type in ("Stalled", "Ready") and c.status != "True" and c.message), "")
-            table.add_row(f"{resource.kind}/{resource.name}", status.stage, status_of(resource, "Ready") or "",
-                          status_of(resource, "Succeeded") or "", metrics, reason[:120])
+            message = next((c.message for c in status.conditions
+                            if c.type in ("Stalled", "Ready") and c.status != "True" and c.message), "")
+            table.add_row(f"{resource.kind}/{resource.name}", status.stage, status_of(resource, "Succeeded") or "",
+                          status_of(resource, "Ready") or "", status.summary or "", message[:160])
         return table
 
     def write_report(self, run: LocalRun) -> Path | None:
