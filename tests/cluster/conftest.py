@@ -17,8 +17,8 @@ import pytest
 from tests.cluster.chartinstall import (InstalledOperator, RenderedChart, render_chart,
                                         s3_secret, tier_chart_values)
 from tests.cluster.controlplane import REPO, ControlPlane, fake_nodes, find_binaries, tier_values
-from tests.cluster.pipeline import (PipelineDriver, PipelineRecord, cluster_pipeline,
-                                    upload_tiny_world)
+from tests.cluster.pipeline import (PIPELINE_TIMEOUT_S, PipelineDriver, PipelineRecord,
+                                    cluster_pipeline, upload_tiny_world)
 from tests.cluster.podbridge import PodBridge
 
 HERE = Path(__file__).parent
@@ -98,7 +98,6 @@ def workload_ns(control_plane, request):
 
 
 PIPELINE_NAMESPACE = "pipeline"
-PIPELINE_TIMEOUT_S = 1800
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from tests.cluster.podbridge import PodBridge
 
 EXAMPLE = REPO / "examples" / "local-pipeline" / "pipeline.yaml"
 S3_OUTAGE_SECONDS = 30.0
+PIPELINE_TIMEOUT_S = 1800
 #: The stage whose Job runs while S3 is unreachable.
 OUTAGE_KIND = "GMLLMTraining"
 

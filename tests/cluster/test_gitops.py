@@ -9,9 +9,10 @@ import json
 import pytest
 
 from tests.cluster.controlplane import REPO, wait_for
-from tests.cluster.pipeline import condition, is_true
+from tests.cluster.pipeline import PIPELINE_TIMEOUT_S, condition, is_true
 
-pytestmark = pytest.mark.cluster
+# The first test here may start the whole pipeline run (session fixture): allow for it.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)]
 
 lupa = pytest.importorskip("lupa.lua51", reason="lupa (PyPI) provides the Lua interpreter")
 HEALTH = REPO / "charts" / "osmf" / "health"

@@ -16,9 +16,10 @@ from datetime import datetime
 import pytest
 
 from tests.cluster.controlplane import CPU_NODE, H100_NODES
-from tests.cluster.pipeline import S3_OUTAGE_SECONDS, condition
+from tests.cluster.pipeline import PIPELINE_TIMEOUT_S, S3_OUTAGE_SECONDS, condition
 
-pytestmark = pytest.mark.cluster
+# The first test here may start the whole pipeline run (session fixture): allow for it.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)]
 
 REF_KINDS = {"groupingRef": "AudienceGrouping", "datasetRef": "GAIPDataset",
              "initFromRef": "GMLLMTraining", "policyRef": "GMLLMTraining",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.controlplane import wait_for
+from tests.cluster.controlplane import GiveUp, wait_for
 from tests.cluster.pipeline import condition, is_true, upload_tiny_world
 
 pytestmark = pytest.mark.cluster
@@ -35,6 +35,22 @@ def get(cp, ns: str, name: str) -> dict:
     return cp.get_json("audiencegrouping", name, "-n", ns)
 
 
+def wait_resource(cp, ns: str, name: str, what: str, predicate, timeout: float,
+                  expect_failure: bool = False) -> dict:
+    """Wait until `predicate(obj)`; give up at once if the resource fails when it should not."""
+
+    def check():
+        obj = get(cp, ns, name)
+        if predicate(obj):
+            return obj
+        if not expect_failure and (is_true(obj, "Stalled") or (condition(obj, "Succeeded") or {})
+                                   .get("status") == "False"):
+            raise GiveUp(f"{name} failed instead: {condition(obj, 'Stalled') or obj['status']}")
+        return None
+
+    return wait_for(what, check, timeout=timeout)
+
+
 def jobs_of(cp, ns: str, name: str) -> list[dict]:
     return cp.get_json("jobs", "-n", ns, "-l", f"osmf.dev/name={name}")["items"]
 
@@ -45,8 +61,8 @@ def test_invalid_input_fails_at_once_and_the_resource_is_stalled_with_the_reason
     pod_bridge.serve(workload_ns)
     cp.apply([grouping("bad-columns", world_uri, userAttributes=["age_band", "shoe_size"])],
              namespace=workload_ns)
-    obj = wait_for("the resource to stall", lambda: (o := get(cp, workload_ns, "bad-columns"))
-                   and is_true(o, "Stalled") and o, timeout=300)
+    obj = wait_resource(cp, workload_ns, "bad-columns", "the resource to stall",
+                        lambda o: is_true(o, "Stalled"), timeout=300, expect_failure=True)
     stalled = condition(obj, "Stalled")
     assert "shoe_size" in stalled["message"], stalled
     assert condition(obj, "Succeeded")["status"] == "False"
@@ -68,9 +84,8 @@ def test_a_disrupted_pod_does_not_count_against_retries(
     pod = wait_for("the first pod to run", lambda: pod_bridge.running_pods(workload_ns),
                    timeout=180)[0]
     pod_bridge.disrupt(workload_ns, pod)
-    obj = wait_for("the grouping to succeed", lambda: (o := get(cp, workload_ns, "evicted"))
-                   and (is_true(o, "Succeeded") or is_true(o, "Stalled")) and o, timeout=600)
-    assert is_true(obj, "Succeeded"), obj["status"]
+    wait_resource(cp, workload_ns, "evicted", "the grouping to succeed",
+                  lambda o: is_true(o, "Succeeded"), timeout=480)
     evicted_job = next(j for j in jobs_of(cp, workload_ns, "evicted")
                        if pod.startswith(j["metadata"]["name"] + "-"))
     assert evicted_job["status"].get("failed", 0) == 0, evicted_job["status"]
@@ -86,14 +101,12 @@ def test_deleting_a_resource_mid_run_removes_its_children_and_keeps_its_artifact
     pod_bridge.serve(workload_ns)
     cp.apply([grouping("deleted", world_uri)], namespace=workload_ns)
 
-    def second_step_running():
-        obj = get(cp, workload_ns, "deleted")
+    def second_step_started(obj):
         run = obj.get("status", {}).get("run") or {}
-        return obj if run.get("completedSteps") and len(jobs_of(cp, workload_ns, "deleted")) >= 2 \
-            else None
+        return run.get("completedSteps") and len(jobs_of(cp, workload_ns, "deleted")) >= 2
 
-    obj = wait_for("the first step to finish and the next to start", second_step_running,
-                   timeout=600)
+    obj = wait_resource(cp, workload_ns, "deleted", "the first step to finish and the next to start",
+                        second_step_started, timeout=480)
     run_uri = obj["status"]["artifacts"]["output"]["uri"] if obj["status"]["artifacts"].get(
         "output") else None
     store_uri = run_uri or _run_dir_from_jobs(cp, workload_ns)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.controlplane import GPUS_PER_H100_NODE, H100_NODES, wait_for
-from tests.cluster.pipeline import condition
+from tests.cluster.pipeline import PIPELINE_TIMEOUT_S, condition
 
-pytestmark = pytest.mark.cluster
+# The first test here may start the whole pipeline run (session fixture): allow for it.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)]
 
 
 def training(name: str, dataset: str, nodes: int) -> dict:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.cluster.pipeline import PIPELINE_TIMEOUT_S
 from tests.cluster.chartinstall import OPERATOR_NAMESPACE
 
-pytestmark = pytest.mark.cluster
+# The first test here may start the whole pipeline run (session fixture): allow for it.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)]
 
 UNEXERCISED: dict[tuple[str, str, str], str] = {}
 
