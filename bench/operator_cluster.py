@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 def grouping(name: str, data_uri: str) -> dict:
     return {"apiVersion": "osmf.dev/v1alpha1", "kind": "AudienceGrouping",
             "metadata": {"name": name},
-            "spec": {"data": {"uri": data_uri}, "userAttributes": ["age_band", "region"],
+            "spec": {"data": {"uri": data_uri}, "userAttributes": ["age", "gender"],
                      "resources": {"gpusPerNode": 0}}}
 
 

@@ -97,7 +97,7 @@ def test_an_invalid_spec_is_degraded_for_argo_and_stalled_for_kstatus(
         control_plane, operator, workload_ns):
     doc = {"apiVersion": "osmf.dev/v1alpha1", "kind": "AudienceGrouping",
            "metadata": {"name": "wrong-scheme"},
-           "spec": {"data": {"uri": "ftp://example.com/logs"}, "userAttributes": ["age_band"]}}
+           "spec": {"data": {"uri": "ftp://example.com/logs"}, "userAttributes": ["age"]}}
     result = control_plane.kubectl("apply", "-n", workload_ns, "-f", "-", input=json.dumps(doc),
                                    check=False)
     if result.returncode != 0:

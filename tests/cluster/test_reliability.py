@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.controlplane import GiveUp, wait_for
-from tests.cluster.pipeline import condition, is_true, upload_tiny_world
+from tests.cluster.pipeline import cluster_pipeline, condition, is_true, upload_tiny_world
 
 pytestmark = pytest.mark.cluster
 
@@ -22,11 +22,17 @@ def world_uri(s3_server):
     return upload_tiny_world(s3_server, "reliability-world")
 
 
+def example_attributes() -> list[str]:
+    """The user attributes of the local-pipeline example (columns the synthetic world has)."""
+    (doc,) = [d for d in cluster_pipeline("unused") if d["kind"] == "AudienceGrouping"]
+    return doc["spec"]["userAttributes"]
+
+
 def grouping(name: str, data_uri: str, **spec) -> dict:
     return {"apiVersion": "osmf.dev/v1alpha1", "kind": "AudienceGrouping",
             "metadata": {"name": name},
             "spec": {"data": {"uri": data_uri},
-                     "userAttributes": spec.pop("userAttributes", ["age_band", "region"]),
+                     "userAttributes": spec.pop("userAttributes", example_attributes()),
                      "model": {"epochs": 1}, "privacy": {"minGroupSize": 5},
                      "resources": {"gpusPerNode": 1}, **spec}}
 
@@ -59,7 +65,8 @@ def test_invalid_input_fails_at_once_and_the_resource_is_stalled_with_the_reason
         control_plane, operator, pod_bridge, workload_ns, world_uri):
     cp = control_plane
     pod_bridge.serve(workload_ns)
-    cp.apply([grouping("bad-columns", world_uri, userAttributes=["age_band", "shoe_size"])],
+    cp.apply([grouping("bad-columns", world_uri,
+                       userAttributes=[*example_attributes(), "shoe_size"])],
              namespace=workload_ns)
     obj = wait_resource(cp, workload_ns, "bad-columns", "the resource to stall",
                         lambda o: is_true(o, "Stalled"), timeout=300, expect_failure=True)
