@@ -18,8 +18,7 @@ from osmf_jobs import style
 from osmf_jobs.campaign.generate import Candidate, ProductResult, choose
 from osmf_jobs.campaign.inputs import CatalogEntry, Group
 from osmf_jobs.render import product_cutout
-from osmf_jobs.runtime import build_context, load_config
-from tests.jobs.test_campaign_world import campaign_config, shared_campaign_world
+from tests.jobs.test_campaign_world import campaign_config, run_campaign_step, shared_campaign_world
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,11 +38,7 @@ def run_step(config: dict, workdir: Path, index: int = 0) -> subprocess.Complete
 
 
 def run_in_process(config: dict, index: int = 0) -> None:
-    from osmf_jobs.campaign.main import main
-
-    ctx = build_context(load_config(json.dumps(config)))
-    ctx.shard_index = index
-    main(ctx)
+    run_campaign_step(config, index)
 
 
 def opaque_product_pixels(cutout_path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -215,16 +215,30 @@ def shared_campaign_world(tmp_path_factory) -> CampaignWorld:
     return world
 
 
-def shared_campaign_run(tmp_path_factory) -> Path:
-    """A finished campaign on the shared world (default SPEC, run in-process), made once per session."""
+def run_campaign_step(config: dict, shard_index: int = 0) -> None:
+    """One campaign step in this process, as its pod would run it; torch's thread count is restored after
+    (the job sets it for its own process, and other tests share this one)."""
+    import torch
+
     from osmf_jobs.campaign.main import main
     from osmf_jobs.runtime import build_context, load_config
 
+    threads = torch.get_num_threads()
+    try:
+        ctx = build_context(load_config(json.dumps(config)))
+        ctx.shard_index = shard_index
+        main(ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def shared_campaign_run(tmp_path_factory) -> Path:
+    """A finished campaign on the shared world (default SPEC, run in-process), made once per session."""
     world = shared_campaign_world(tmp_path_factory)
     run = tmp_path_factory.getbasetemp() / "shared-campaign-run"
     if not (run / "manifest.json").exists():
         for step in ("generate", "merge"):
-            main(build_context(load_config(json.dumps(campaign_config(world, run, step)))))
+            run_campaign_step(campaign_config(world, run, step))
     return run
 
 
