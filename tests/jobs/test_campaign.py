@@ -246,3 +246,26 @@ def test_generator_of_the_wrong_kind(world, tmp_path):
 
 def test_merge_without_shard_records(world, tmp_path):
     expect_invalid(campaign_config(world, tmp_path / "run", "merge"), tmp_path, "shard 0 of 1 wrote no records")
+
+
+def test_campaign_runs_and_serves_from_s3(world, s3_server):
+    """The run directory on S3 (inputs stay local): images, campaign.json, report and manifest land in
+    the bucket, and the predictor loads the campaign from its STORAGE_URI there."""
+    from osmf_jobs.serving.predictor import GroupImagePredictor
+    from osmf_operator.store import open_store, read_manifest
+
+    uri = f"s3://{s3_server.bucket}/default/adimagecampaign/campaign/s3run"
+    for step in ("generate", "merge"):
+        config = campaign_config(world, Path("/unused"), step, products=["p02"])
+        config["run"]["uri"] = uri
+        run_in_process(config)
+    store = open_store(uri)
+    manifest, _ = read_manifest(store)
+    listed = {f["path"] for f in manifest["files"]}
+    assert {"campaign.json", "report.html", "images/p02/onesize.png", "images/p02/0/0.png", "images/p02/0/1.png"} <= listed
+    campaign = store.read_json("campaign.json")
+    assert campaign["products"][0]["groups"][0]["image_uri"].startswith(uri + "/images/p02/0/")
+    model = GroupImagePredictor("campaign", storage_uri=uri)
+    model.load()
+    assert model.predict({"instances": [{"product_id": "p02", "user": {}}]})["predictions"] == [
+        {"group_id": 0, "image_uri": campaign["products"][0]["groups"][0]["image_uri"], "fallback": False}]
