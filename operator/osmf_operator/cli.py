@@ -49,10 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
-    return run_local(resources, args.artifacts, Console())
+    return run_local(resources, args.artifacts, Console())[0]
 
 
-def run_local(resources, artifacts: str, console: Console) -> int:
+def run_local(resources, artifacts: str, console: Console):
     from .local.runner import LocalRuntime
 
     runtime = LocalRuntime(artifacts, console=console)
@@ -65,7 +65,14 @@ def run_local(resources, artifacts: str, console: Console) -> int:
             console.print(f"Campaign report: {output.uri}/report.html")
     if report:
         console.print(f"Run report: {report}")
-    return 0 if run.succeeded() else 1
+    return (0 if run.succeeded() else 1), run
+
+
+def output_uri(run, kind: str) -> str | None:
+    for resource in run.resources:
+        if resource.kind == kind and resource.status.artifacts.output is not None:
+            return resource.status.artifacts.output.uri
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -79,10 +86,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = run_job_tool("osmf_jobs.synth", [str(world), *(["--tiny"] if args.tiny else [])])
         if code != 0:
             return fail(f"synthetic world generation failed (exit {code})", code)
-    resources = demo_resources(world.as_uri())
-    code = run_local(resources, str(root), console)
-    if code == 0 and (world / "truth").exists():
-        subprocess.call([sys.executable, "-m", "osmf_jobs.synth.evaluate", "--world", str(world), "--artifacts", str(root)])
+    code, run = run_local(demo_resources(world.as_uri()), str(root), console)
+    grouping, campaign = output_uri(run, "AudienceGrouping"), output_uri(run, "AdImageCampaign")
+    if (world / "truth").exists() and grouping:
+        console.print("[bold]Grouping against the world's truth[/]")
+        run_job_tool("osmf_jobs.synth.evaluate", [str(world), grouping])
+    if (world / "truth").exists() and campaign:
+        console.print("[bold]Expected CTR lift of the campaign (true click model)[/]")
+        run_job_tool("osmf_jobs.campaign.lift", ["--world", str(world), "--campaign", campaign])
+        console.print(f"Campaign report: {campaign}/report.html")
     return code
 
 

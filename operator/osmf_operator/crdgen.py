@@ -197,8 +197,8 @@ def printer_columns(info: KindInfo) -> list[dict[str, Any]]:
         {"name": "Ready", "type": "string", "jsonPath": condition("Ready"), "description": "Spec reconciled and nothing blocks."},
         {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent", "description": "Completion of the running stage in percent."},
         {
-            "name": info.key_metric.replace("_", "-").upper(), "type": "string", "jsonPath": ".status.summary",
-            "description": f"Key metric ({info.key_metric}) of the last successful run.",
+            "name": "Metric", "type": "string", "jsonPath": ".status.summary",
+            "description": f"Key metric of the last successful run ({', '.join(info.key_metrics)}).",
         },
     ]
     for column in info.extra_columns:

@@ -102,7 +102,7 @@ async def test_a_pipeline_applied_at_once_runs_in_dependency_order(cluster, data
         first = await cluster.wait_job(kind, name, KINDS[kind].steps[0].name)
         config = check_job_shape(cluster, first, cluster.get(kind, name))
         assert set(config.inputs) == expected_inputs[name]
-        metric = KINDS[kind].key_metric
+        metric = KINDS[kind].key_metrics[0]
         last = await cluster.run_steps(kind, name, {metric: 0.75, "note": "text is not a metric"})
         status = cluster.get(kind, name)["status"]
         assert status["metrics"] == {metric: 0.75}

@@ -109,7 +109,7 @@ def test_printer_columns(kind):
     assert columns["Succeeded"]["jsonPath"] == '.status.conditions[?(@.type=="Succeeded")].status'
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert (columns["Progress"]["jsonPath"], columns["Progress"]["type"]) == (".status.progress.percent", "number")
-    assert any(c["jsonPath"] == ".status.summary" and info.key_metric in c["description"] for c in columns.values())
+    assert any(c["jsonPath"] == ".status.summary" and info.key_metrics[0] in c["description"] for c in columns.values())
     assert (columns["Age"]["jsonPath"], columns["Age"]["type"]) == (".metadata.creationTimestamp", "date")
     for extra in info.extra_columns:
         assert columns[extra.name]["jsonPath"] == extra.json_path

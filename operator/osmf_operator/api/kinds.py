@@ -364,7 +364,7 @@ class KindInfo:
     spec_model: type[ApiModel]
     job_module: str
     steps: tuple[Step, ...]
-    key_metric: str
+    key_metrics: tuple[str, ...]  # the first one the manifest has becomes status.summary
     description: str
     extra_columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
 
@@ -379,28 +379,28 @@ KINDS: dict[str, KindInfo] = {
         KindInfo(
             "AudienceGrouping", "audiencegroupings", "ag", AudienceGroupingSpec, "osmf_jobs.grouping",
             (Step("train"), Step("cluster", sharded=True), Step("merge", gpu=False)),
-            key_metric="auroc", description="Discovers audience groups per product from impression logs (PAAG).",
+            key_metrics=("auroc",), description="Discovers audience groups per product from impression logs (PAAG).",
         ),
         KindInfo(
             "GAIPDataset", "gaipdatasets", "gaip", GAIPDatasetSpec, "osmf_jobs.gaip",
             (Step("aggregate", sharded=True), Step("merge", gpu=False)),
-            key_metric="pairs", description="Group-level CTR per (product, group, image) and preference pairs (GAIP).",
+            key_metrics=("pairs",), description="Group-level CTR per (product, group, image) and preference pairs (GAIP).",
         ),
         KindInfo(
             "GMLLMTraining", "gmllmtrainings", "gmllm", GMLLMTrainingSpec, "osmf_jobs.gmllm",
             (Step("train", distributed=True),),
-            key_metric="eval_loss", description="Trains the group-aware multimodal LLM (pretrain) or its reward model (reward).",
+            key_metrics=("pairwise_accuracy", "style_match", "eval_loss"), description="Trains the group-aware multimodal LLM (pretrain) or its reward model (reward).",
             extra_columns=(PrinterColumn("Task", ".spec.task"),),
         ),
         KindInfo(
             "GroupDPORun", "groupdporuns", "gdpo", GroupDPORunSpec, "osmf_jobs.groupdpo",
             (Step("train", distributed=True),),
-            key_metric="win_rate", description="Aligns the G-MLLM to group preferences with Group-DPO.",
+            key_metrics=("win_rate_vs_initial",), description="Aligns the G-MLLM to group preferences with Group-DPO.",
         ),
         KindInfo(
             "AdImageCampaign", "adimagecampaigns", "aic", AdImageCampaignSpec, "osmf_jobs.campaign",
             (Step("generate", sharded=True), Step("merge", gpu=False)),
-            key_metric="images", description="Makes one image per (product, audience group) and serves them.",
+            key_metrics=("images",), description="Makes one image per (product, audience group) and serves them.",
             extra_columns=(PrinterColumn("URL", ".status.children.url", priority=1),),
         ),
     )

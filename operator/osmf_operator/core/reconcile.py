@@ -182,12 +182,14 @@ def merged_progress(resource: Resource, step: Step, docs: list[dict[str, Any]], 
 
 
 def summary_of(resource: Resource, metrics: dict[str, Any]) -> str | None:
-    value = metrics.get(resource.info.key_metric)
-    if value is None:
-        return None
-    if isinstance(value, float) and not value.is_integer():
-        return f"{resource.info.key_metric}={value:.3f}"
-    return f"{resource.info.key_metric}={int(value)}"
+    for name in resource.info.key_metrics:
+        value = metrics.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not value.is_integer():
+            return f"{name}={value:.3f}"
+        return f"{name}={int(value)}"
+    return None
 
 
 def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
