@@ -1,9 +1,9 @@
 """Drive the whole OSMF pipeline on the real control plane and record what happened.
 
 The pipeline is examples/local-pipeline (the runnable demo) made cluster-shaped: its data comes
-from a tiny synthetic world uploaded to SeaweedFS, and every stage that can use a GPU asks for one
-(`gpusPerNode: 1`), so its pods must land on the fake H100 nodes; the pod bridge then runs the real
-job code. While it runs the driver records every status and pod placement, restarts the operator
+from a tiny synthetic world uploaded to SeaweedFS, every stage that can use a GPU asks for one
+(`gpusPerNode: 1`), so its pods must land on the fake H100 nodes, and the campaign is served; the
+pod bridge then runs the real job code. While it runs the driver records every status and pod placement, restarts the operator
 at each stage boundary, takes S3 away for 30 s while one stage runs, and answers for KServe
 (InferenceService status), whose controller is absent.
 """
@@ -56,7 +56,8 @@ def failed(obj: dict[str, Any]) -> bool:
 
 
 def cluster_pipeline(data_uri: str) -> list[dict[str, Any]]:
-    """The local-pipeline example as applied to the cluster: S3 data, one GPU per GPU stage."""
+    """The local-pipeline example as applied to the cluster: S3 data, one GPU per GPU stage, and
+    the campaign served through KServe (off in the local example, which has no KServe)."""
     docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
     out = []
     for doc in docs:
@@ -64,6 +65,8 @@ def cluster_pipeline(data_uri: str) -> list[dict[str, Any]]:
         if doc["kind"] == "AudienceGrouping":
             doc["spec"]["data"]["uri"] = data_uri
         doc["spec"].setdefault("resources", {})["gpusPerNode"] = 1
+        if doc["kind"] == "AdImageCampaign":
+            doc["spec"].setdefault("serving", {})["enabled"] = True
         out.append(doc)
     return out
 
