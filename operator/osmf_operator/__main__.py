@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     operator = Operator(settings, Kube.from_config(), metrics)
-    registry = register(kopf.SmartOperatorRegistry(), operator)
+    registry = register(kopf.OperatorRegistry(), operator)
+    # kopf's own connection uses the same credentials as the operator's client (in-cluster or kubeconfig).
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.run(
         registry=registry,
         standalone=args.peering is None,

@@ -30,7 +30,7 @@ from .builders import BuildError, build_inference_service, build_job_objects, co
 from .builders.pod import KUEUE_QUEUE_LABEL, MANAGED_BY
 from .core import Blocked, Decision, Observed, ObservedJob, ObservedService, decide, plan_run, references, service_name
 from .core.plan import Reference, RunPlan
-from .kube import Conflict, Kube, KubeError, owned_by, rfc3339
+from .kube import CONNECTIONS, Conflict, Kube, KubeError, owned_by, rfc3339
 from .metrics import OperatorMetrics
 from .observe import job_is_suspended, job_needs_pods, observe_job, observe_service
 from .settings import OperatorSettings
@@ -329,7 +329,7 @@ def controller_owner(body: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.OperatorRegistry:
-    """Every handler on `registry` (kopf.SmartOperatorRegistry() in a cluster; a bare one in tests)."""
+    """Every handler on `registry`; the caller adds the login handler (the kubernetes client's, or a test's)."""
     settings = operator.settings
 
     def run(kind: str, namespace: str, name: str) -> None:
@@ -346,7 +346,7 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
         settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would be noise
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
-        settings.execution.max_workers = 16
+        settings.execution.max_workers = CONNECTIONS
         # A deleted resource waits for its timer to stop before kopf releases the finalizer: a timer
         # that is asleep stops at once; one inside a reconcile is polled again after a few seconds.
         settings.background.instant_exit_timeout = 0.5

@@ -19,6 +19,8 @@ from .api import API_VERSION, KINDS
 from .builders.pod import LABEL_KIND, LABEL_NAME, label_value
 
 COMPONENT = "osmf-operator"
+# Concurrent API calls: kopf's worker threads (handlers.py sizes its pool to this) share one client.
+CONNECTIONS = 16
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 SPEC_HASH_ANNOTATION = "osmf.dev/spec-hash"
 
@@ -89,13 +91,16 @@ class Kube:
             k8s_config.load_incluster_config()
         except k8s_config.ConfigException:
             k8s_config.load_kube_config()
-        return cls(k8s.ApiClient())
+        configuration = k8s.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = CONNECTIONS
+        return cls(k8s.ApiClient(configuration))
 
     @classmethod
     def for_server(cls, host: str, token: str | None = None, verify_ssl: bool = True) -> "Kube":
         configuration = k8s.Configuration()
         configuration.host = host.rstrip("/")
         configuration.verify_ssl = verify_ssl
+        configuration.connection_pool_maxsize = CONNECTIONS
         if token:
             configuration.api_key = {"authorization": token}
             configuration.api_key_prefix = {"authorization": "Bearer"}
