@@ -166,7 +166,7 @@ async def test_a_failing_child_retries_then_stalls_with_the_pods_reason(cluster,
 
 
 async def test_a_spec_change_is_a_new_run_and_a_scheduling_change_is_not(cluster, data_root):
-    await cluster.start_operator()
+    operator = await cluster.start_operator()
     await cluster.create(grouping(data_root))
     old = await cluster.wait_job("AudienceGrouping", "grouping", "train")
     await cluster.set_job_status(old, ko.job_running())
@@ -192,6 +192,19 @@ async def test_a_spec_change_is_a_new_run_and_a_scheduling_change_is_not(cluster
     assert set(cluster.created("Job")) == before
     assert cluster.get("AudienceGrouping", "grouping")["status"]["artifacts"]["inputHash"] == second_hash
     assert cluster.condition("AudienceGrouping", "grouping", "Succeeded")[0] == "True"
+
+    # A reconcile that changes nothing writes nothing.
+    def status_writes() -> int:
+        return sum(1 for r in cluster.server if r.method == "PATCH" and r.subresource == "status"
+                   and r.resource is not None and r.resource.plural == "audiencegroupings")
+
+    def reconciles() -> float:
+        return operator.metrics.registry.get_sample_value("osmf_reconcile_total", {"kind": "AudienceGrouping"})
+
+    writes, passes = status_writes(), reconciles()
+    await cluster.patch("Job", new["metadata"]["name"], {"metadata": {"labels": {"touched": "yes"}}})  # wakes the owner
+    await cluster.wait_for("another reconcile", lambda: reconciles() > passes)
+    assert status_writes() == writes
 
 
 async def test_deletion_leaves_children_to_the_garbage_collector_and_keeps_artifacts(cluster, data_root):
