@@ -13,8 +13,7 @@ Two measurements, each with the osmf path and a naive baseline in the same run o
    t0 + i/rate; latency counts from when it was due, so a slow reply delays and penalises the next).
 
 Requests: uniform over products; viewer attributes drawn uniformly from the synthetic world's
-attribute levels (7 attributes; the grouping allows 5 of them, as in the demo), so most
-(product, attributes) keys are new to the baseline. By default the grouping is a random PAAG model
+attribute levels (all of which the grouping allows, as in the demo). By default the grouping is a random PAAG model
 at the production sizes (embedding 128, 16 title tokens of 384, 16 image tokens of 128) over 48
 products with 2-5 groups each; latency depends on those sizes, not on weight values. `--grouping` and
 `--campaign` bench real runs instead (e.g. from `osmf demo --artifacts DIR`).
@@ -46,7 +45,6 @@ for folder in ("jobs", "operator"):  # runnable from a bare checkout
     if str(ROOT / folder) not in sys.path:
         sys.path.insert(0, str(ROOT / folder))
 
-ALLOWED = ("age", "gender", "region", "device", "income")
 TARGET_INPROCESS_P99_MS = 0.2
 TARGET_HTTP_P99_MS = 5.0
 
@@ -68,7 +66,7 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
     grouping, campaign = root / "grouping", root / "campaign"
     (grouping / "model").mkdir(parents=True, exist_ok=True)
     campaign.mkdir(parents=True, exist_ok=True)
-    vocab = {a: [str(v) for v in ATTRIBUTES[a]] for a in ALLOWED}
+    vocab = {a: [str(v) for v in values] for a, values in ATTRIBUTES.items()}  # the demo allows every attribute
     torch.manual_seed(seed)
     model = PreferenceModel([len(v) for v in vocab.values()], text_dim=384, image_token_dim=128, creative_dim=64, d=128)
     ids = [f"p{i:04d}" for i in range(products)]
@@ -77,7 +75,7 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
         rng.normal(size=(products, 16, 128)).astype(np.float32), np.zeros((0, 64), np.float32),
         np.zeros(64, np.float32), np.ones(64, np.float32),
     )
-    config = {"attributes": list(ALLOWED), "vocab": vocab, "products": ids, "creatives": []}
+    config = {"attributes": list(vocab), "vocab": vocab, "products": ids, "creatives": []}
     (grouping / CONFIG).write_text(json.dumps(config))
     np.savez(grouping / WEIGHTS, **arrays)
     assigner = Assigner(config, arrays)
@@ -85,7 +83,7 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
     for pid in ids:
         k = int(rng.integers(2, 6))
         # Centroids: embeddings of k random viewers of the product, so the nearest-centroid choice is real.
-        seeds = np.stack([rng.integers(1, len(vocab[a]) + 1, size=k) for a in ALLOWED], axis=1)
+        seeds = np.stack([rng.integers(1, len(v) + 1, size=k) for v in vocab.values()], axis=1)
         centroids = assigner.embed_many([pid] * k, seeds)
         for g in range(k):
             groups.append({"product_id": pid, "group_id": g, "size": 100, "centroid": centroids[g].tolist(),
@@ -120,10 +118,8 @@ def predictors(campaign: str, grouping: str):
     class NaivePredictor(GroupImagePredictor):
         """The baseline: the viewer's preference embedding recomputed for every request, no caches."""
 
-        def load(self) -> bool:
-            super().load()
-            self.groups = {}
-            return True
+        def _precompute(self):
+            return {}
 
         def group_of(self, product_id, user):
             e = self.assigner.embed(product_id, user)
