@@ -97,8 +97,9 @@ def test_render_batch_pairs_products_prompts_and_seeds(product):
 def test_bad_product_and_scale_are_invalid_input(product):
     with pytest.raises(InvalidInput, match="fully transparent"):
         make_renderer(RenderingSpec(backend="procedural", size=64)).render(Image.new("RGBA", (8, 8)), PROMPT)
-    with pytest.raises(InvalidInput, match="productScale 0.9"):
-        make_renderer(RenderingSpec(backend="procedural", product_scale=0.9))
+    # The spec itself refuses a product larger than CAIG's 0.78 of the canvas.
+    with pytest.raises(ValueError, match="product_scale"):
+        RenderingSpec(backend="procedural", product_scale=0.9)
 
 
 # ---- diffusers (tiny random models) -----------------------------------------------------------

@@ -12,8 +12,6 @@ from osmf_jobs import style
 from osmf_jobs.render.product import product_cutout
 from osmf_jobs.runtime import InvalidInput
 
-MAX_PRODUCT_SCALE = 0.78  # style.compose keeps the border ring free for the probe
-
 
 class Renderer(abc.ABC):
     """Paints a background for a prompt around a fixed product; the product's pixels are kept exactly.
@@ -22,11 +20,7 @@ class Renderer(abc.ABC):
     """
 
     def __init__(self, rendering: Any):
-        if not 0 < rendering.product_scale <= MAX_PRODUCT_SCALE:
-            raise InvalidInput(
-                f"rendering.productScale {rendering.product_scale} is outside (0, {MAX_PRODUCT_SCALE}]; "
-                "the product must leave the border ring free"
-            )
+        # RenderingSpec bounds productScale to CAIG's 0.78, which keeps the probe's border ring free.
         self.size = int(rendering.size)
         self.seed = int(rendering.seed)
         self.product_scale = float(rendering.product_scale)
