@@ -10,7 +10,6 @@ from PIL import Image
 
 from osmf_jobs import style
 from osmf_jobs.render.product import product_cutout
-from osmf_jobs.runtime import InvalidInput
 
 
 class Renderer(abc.ABC):
