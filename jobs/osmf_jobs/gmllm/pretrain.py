@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from osmf_jobs.gmodel.batching import answer_logprobs, examples_batch
-from osmf_jobs.gmodel.data import Example, GaipData, pretrain_examples
+from osmf_jobs.gmodel.data import Example, GaipData, eval_subset, pretrain_examples
 from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answers
 from osmf_jobs.gmodel.location import hf_model_dir
 from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava
@@ -24,6 +24,8 @@ from .common import Resume, fit_settings, publish_model
 EVAL_SAMPLES = 4  # prompts sampled per held-out group at T=1 for the style-word metric
 EVAL_MAX_NEW_TOKENS = 32
 EVAL_SEED = 1234
+EVAL_MAX_EXAMPLES = 4096  # held-out examples for the losses and prefer accuracy
+EVAL_MAX_GROUPS = 512  # held-out groups whose prompts are generated
 
 
 def build_model(spec: Any, data: GaipData) -> tuple[GroupMLLM, Any, dict[str, Any]]:
@@ -60,7 +62,8 @@ def batch_of(model: GroupMLLM, processor: Any, data: GaipData, examples: list[Ex
 def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]:
     spec = ctx.spec
     train = pretrain_examples(data, train=True, seed=spec.training.seed)
-    held_out = pretrain_examples(data, train=False, seed=spec.training.seed)
+    held_out = eval_subset(pretrain_examples(data, train=False, seed=spec.training.seed), EVAL_MAX_EXAMPLES,
+                           key=lambda e: (e.task, e.product_id, e.group_id, e.image_uri, e.instruction))
     if not train:
         raise InvalidInput(f"GAIP dataset {inputs.dataset.uri} has no training products (split 'train'); check the GAIPDataset's split")
     model, processor, meta = build_model(spec, data)
@@ -156,7 +159,7 @@ def style_match(model: GroupMLLM, processor: Any, data: GaipData, batch_size: in
     """
     vocabulary = style_vocabulary()
     best = data.best_captions()
-    keys = data.group_keys(train=False)
+    keys = eval_subset(data.group_keys(train=False), EVAL_MAX_GROUPS, key=lambda k: k)
     train_words = Counter(w for key in data.group_keys(train=True) for w in style_words(best[key], vocabulary))
     total_words = sum(train_words.values()) or 1
     tok = processor.tokenizer

@@ -16,13 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from osmf_jobs.gmodel.data import GaipData, PairExample, reward_examples
+from osmf_jobs.gmodel.data import GaipData, PairExample, eval_subset, reward_examples
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
 from osmf_jobs.gmodel.model import GroupMLLM, load_gmodel
 from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, wrap_ddp
 
 from .common import Resume, fit_settings, publish_model
+
+EVAL_MAX_PAIRS = 8192  # held-out pairs scored (twice: with and without the group tokens)
 
 
 def pair_batch(model: GroupMLLM, processor: Any, data: GaipData, pairs: list[PairExample]):
@@ -36,7 +38,8 @@ def pair_batch(model: GroupMLLM, processor: Any, data: GaipData, pairs: list[Pai
 def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]:
     spec = ctx.spec
     train = reward_examples(data, train=True)
-    held_out = reward_examples(data, train=False)
+    held_out = eval_subset(reward_examples(data, train=False), EVAL_MAX_PAIRS,
+                           key=lambda p: (p.product_id, p.group_id, p.chosen_uri, p.rejected_uri))
     model, processor, info = load_gmodel(gmodel_dir(inputs.init), reward_head=True)
     if model.group_dim != data.group_dim or model.n_vectors != data.n_vectors:
         from osmf_jobs.runtime import InvalidInput

@@ -308,3 +308,12 @@ def reward_examples(data: GaipData, train: bool) -> list[PairExample]:
             raise InvalidInput(f"GAIP pairs.parquet names image {row.chosen_image_id if chosen is None else row.rejected_image_id} that samples.parquet lacks; re-run the GAIPDataset")
         out.append(PairExample(row.product_id, int(row.group_id), chosen, rejected, float(row.chosen_ctr), float(row.rejected_ctr)))
     return out
+
+
+def eval_subset(items: list[Any], limit: int, key: Any, seed: int = 0) -> list[Any]:
+    """At most `limit` items, chosen by a seeded hash of `key(item)` (stable under reordering), in
+    their original order: held-out evaluation stays bounded on a catalogue of 100k products."""
+    if len(items) <= limit:
+        return items
+    ranked = sorted(range(len(items)), key=lambda i: stable_unit(seed, "eval", key(items[i])))[:limit]
+    return [items[i] for i in sorted(ranked)]

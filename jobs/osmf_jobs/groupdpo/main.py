@@ -14,6 +14,7 @@ from osmf_jobs.runtime import InvalidInput, JobContext
 from .config import resolve_inputs
 
 SAMPLE_CHUNK = 8  # (product, group) requests per generate call
+EVAL_MAX_GROUPS = 512  # held-out groups in the final comparison
 EVAL_SEED_OFFSET = 7_919
 
 
@@ -56,7 +57,10 @@ def main(ctx: JobContext) -> None:
     device = setup_device(ctx.dist, dpo.precision)
     seed_everything(dpo.seed)
     data = load_gaip(inputs.dataset, inputs.grouping, inputs.data, need_pairs=False)
-    train_keys, eval_keys = data.group_keys(train=True), data.group_keys(train=False)
+    from osmf_jobs.gmodel.data import eval_subset
+
+    train_keys = data.group_keys(train=True)
+    eval_keys = eval_subset(data.group_keys(train=False), EVAL_MAX_GROUPS, key=lambda k: k)
     if not train_keys:
         raise InvalidInput(f"GAIP dataset {inputs.dataset.uri} has no training products; check the GAIPDataset's split")
     # Frozen weights in the compute precision on GPU; the LoRA weights stay fp32 (peft's default).
