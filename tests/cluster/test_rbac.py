@@ -2,7 +2,8 @@
 
 The operator runs as the chart's ServiceAccount (the pod bridge hands its pod a real token of it),
 so everything it does in this session is done with the chart's RBAC and nothing else. Here: the
-account's rights as the API server's authorizer answers them, and the identity in the audit log.
+account's rights as the API server's authorizer answers them (22 checks), and the identity in the
+audit log.
 What the operator used versus what it was granted is compared at the end of the session
 (test_zz_least_privilege.py).
 """
@@ -15,26 +16,30 @@ from tests.cluster.chartinstall import OPERATOR_NAMESPACE
 
 pytestmark = pytest.mark.cluster
 
-# (verb, resource, allowed) as `kubectl auth can-i` asks them.
+# (verb, resource, subresource, allowed) as `kubectl auth can-i` asks them.
 RIGHTS = [
-    ("patch", "audiencegroupings.osmf.dev", True),
-    ("patch", "adimagecampaigns.osmf.dev/status", True),
-    ("watch", "gmllmtrainings.osmf.dev", True),
-    ("create", "jobs.batch", True),
-    ("list", "pods", True),
-    ("create", "inferenceservices.serving.kserve.io", True),
-    ("create", "audiencegroupings.osmf.dev", False),
-    ("delete", "groupdporuns.osmf.dev", False),
-    ("update", "gaipdatasets.osmf.dev", False),
-    ("get", "secrets", False),
-    ("list", "secrets", False),
-    ("delete", "pods", False),
-    ("create", "pods", False),
-    ("delete", "nodes", False),
-    ("create", "clusterroles.rbac.authorization.k8s.io", False),
-    ("create", "rolebindings.rbac.authorization.k8s.io", False),
-    ("create", "serviceaccounts/token", False),
-    ("update", "customresourcedefinitions.apiextensions.k8s.io", False),
+    ("patch", "audiencegroupings.osmf.dev", "", True),
+    ("patch", "adimagecampaigns.osmf.dev", "status", True),
+    ("update", "adimagecampaigns.osmf.dev", "status", False),
+    ("watch", "gmllmtrainings.osmf.dev", "", True),
+    ("create", "jobs.batch", "", True),
+    ("list", "pods", "", True),
+    ("create", "inferenceservices.serving.kserve.io", "", True),
+    ("create", "audiencegroupings.osmf.dev", "", False),
+    ("delete", "groupdporuns.osmf.dev", "", False),
+    ("update", "gaipdatasets.osmf.dev", "", False),
+    ("get", "secrets", "", False),
+    ("list", "secrets", "", False),
+    ("get", "configmaps", "", False),
+    ("get", "pods", "", False),
+    ("get", "pods", "log", False),
+    ("delete", "pods", "", False),
+    ("create", "pods", "", False),
+    ("delete", "nodes", "", False),
+    ("create", "clusterroles.rbac.authorization.k8s.io", "", False),
+    ("create", "rolebindings.rbac.authorization.k8s.io", "", False),
+    ("create", "serviceaccounts", "token", False),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io", "", False),
 ]
 
 
@@ -42,11 +47,13 @@ def service_account_user(operator) -> str:
     return f"system:serviceaccount:{OPERATOR_NAMESPACE}:{operator.service_account}"
 
 
-@pytest.mark.parametrize("verb, resource, allowed", RIGHTS,
-                         ids=[f"{'can' if a else 'cannot'}-{v}-{r}" for v, r, a in RIGHTS])
+@pytest.mark.parametrize(
+    "verb, resource, subresource, allowed", RIGHTS,
+    ids=[f"{'can' if a else 'cannot'}-{v}-{r}{'/' + sub if sub else ''}" for v, r, sub, a in RIGHTS])
 def test_the_operator_account_has_only_the_charts_rights(control_plane, operator, verb, resource,
-                                                         allowed):
+                                                         subresource, allowed):
     result = control_plane.kubectl("auth", "can-i", verb, resource, "--all-namespaces",
+                                   *([f"--subresource={subresource}"] if subresource else []),
                                    f"--as={service_account_user(operator)}", check=False)
     assert result.stdout.strip() == ("yes" if allowed else "no"), (verb, resource, result.stderr)
 

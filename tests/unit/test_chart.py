@@ -196,7 +196,7 @@ def test_cluster_role_grants_only_what_the_operator_uses(tmp_path):
     for kind in OSMF_KINDS:
         assert not granted[("osmf.dev", kind)] & {"create", "update", "delete"}, \
             "users own the custom resources; the operator only patches them"
-    assert granted[("", "pods")] == {"get", "list", "watch"}
+    assert granted[("", "pods")] == {"list"}, "pods are only listed, to say why a Job waits"
     assert ("kueue.x-k8s.io", "workloads") not in granted
 
 
@@ -206,7 +206,7 @@ def test_kueue_adds_read_access_to_workloads(tmp_path):
     values["settings"]["kueue"]["enabled"] = True
     rules = only(render(tmp_path, values), "ClusterRole")["rules"]
     assert {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"],
-            "verbs": ["get", "list", "watch"]} in rules
+            "verbs": ["list"]} in rules
 
 
 @needs_helm
