@@ -221,7 +221,8 @@ def open_api_schema(info: KindInfo) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object: osmf.dev/v1alpha1."},
             "kind": {"type": "string", "description": f"Kind of this object: {info.kind}."},
-            "metadata": {"type": "object", "description": "Standard object metadata; name and namespace identify the resource."},
+            # The API server refuses anything but the type here (even a description).
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": {**status, "description": "Observed state, written by the operator (kstatus conventions)."},
         },

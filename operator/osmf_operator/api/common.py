@@ -23,6 +23,11 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SUPPORTED_URI_SCHEMES = ("s3", "file", "builtin")
 
 
+def when_set(*fields: str) -> str:
+    """A CEL guard: the API server checks rules against `{}` defaults too, where fields are absent."""
+    return " || ".join(f"!has(self.{name})" for name in fields) + " || "
+
+
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
     """One CEL rule as the CRD schema writes it."""
     out = {"rule": rule, "message": message}
@@ -101,9 +106,9 @@ class RenderingSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": {"x-kubernetes-validations": [
-            cel("self.backend != 'diffusers' || (has(self.modelUri) && has(self.controlnetUri))",
+            cel(when_set("backend") + "self.backend != 'diffusers' || (has(self.modelUri) && has(self.controlnetUri))",
                 "the diffusers backend needs modelUri and controlnetUri", ".modelUri"),
-            cel("self.cannyLow <= self.cannyHigh", "cannyLow must be <= cannyHigh", ".cannyLow"),
+            cel(when_set("cannyLow", "cannyHigh") + "self.cannyLow <= self.cannyHigh", "cannyLow must be <= cannyHigh", ".cannyLow"),
         ]},
     }
 

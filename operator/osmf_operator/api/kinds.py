@@ -19,6 +19,7 @@ from .common import (
     Uri,
     cel,
     check_uri,
+    when_set,
     resources_default,
 )
 
@@ -74,7 +75,7 @@ class ClusteringSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": {"x-kubernetes-validations": [
-            cel("self.minGroups <= self.maxGroups", "minGroups must be <= maxGroups", ".minGroups")]},
+            cel(when_set("minGroups", "maxGroups") + "self.minGroups <= self.maxGroups", "minGroups must be <= maxGroups", ".minGroups")]},
     }
 
     min_groups: int = Field(default=2, ge=1, le=5, description="Smallest K tried per product.")
@@ -126,7 +127,7 @@ class AudienceGroupingSpec(ApiModel):
 class PairSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": {"x-kubernetes-validations": [
-            cel("self.minCtrRatio <= self.maxCtrRatio", "minCtrRatio must be <= maxCtrRatio", ".minCtrRatio")]},
+            cel(when_set("minCtrRatio", "maxCtrRatio") + "self.minCtrRatio <= self.maxCtrRatio", "minCtrRatio must be <= maxCtrRatio", ".minCtrRatio")]},
     }
 
     min_ctr_ratio: float = Field(default=1.05, ge=1.0, le=100.0, description="Smallest chosen/rejected CTR ratio of a preference pair (CAIG 1.05).")
@@ -147,7 +148,7 @@ class SplitSpec(ApiModel):
 class CaptionerSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": {"x-kubernetes-validations": [
-            cel("self.kind != 'vlm' || has(self.uri)", "a vlm captioner needs uri", ".uri")]},
+            cel(when_set("kind") + "self.kind != 'vlm' || has(self.uri)", "a vlm captioner needs uri", ".uri")]},
     }
 
     kind: Literal["probe", "vlm"] = Field(default="probe", description="probe: deterministic image statistics → style words; vlm: a vision-language model.")
@@ -287,6 +288,12 @@ class GeneratorRef(ApiModel):
 
 
 class ServingSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [
+            cel(when_set("minReplicas", "maxReplicas") + "self.minReplicas <= self.maxReplicas",
+                "minReplicas must be <= maxReplicas", ".minReplicas")]},
+    }
+
     enabled: bool = Field(default=False, description="Create a KServe InferenceService that maps viewers to images.")
     min_replicas: int = Field(default=1, ge=0, le=100, description="Smallest number of predictor replicas.")
     max_replicas: int = Field(default=1, ge=1, le=1000, description="Largest number of predictor replicas.")
@@ -307,8 +314,6 @@ class AdImageCampaignSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": {"x-kubernetes-validations": [
-            cel("self.serving.minReplicas <= self.serving.maxReplicas",
-                "serving.minReplicas must be <= serving.maxReplicas", ".serving.minReplicas"),
             # Field-level immutability only runs when old and new both have the field; this covers add/remove.
             cel("has(self.rewardModelRef) == has(oldSelf.rewardModelRef)",
                 "rewardModelRef cannot be added or removed; create a new resource instead", ".rewardModelRef"),
