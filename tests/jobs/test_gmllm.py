@@ -174,3 +174,17 @@ def test_bad_input_exits_65_with_one_line(case: str, world: World, tmp_path: Pat
         "model-uri-garbage": "spec.baseModel.uri", "no-pairs": "no training pairs", "dataset-unfinished": "has not succeeded",
     }[case]
     assert expected in lines[0]
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_train_with_ddp(world: World, tmp_path: Path) -> None:
+    """The same entry point under torchrun (gloo on CPU): rank 0 writes, both ranks train."""
+    run = tmp_path / "ddp"
+    config = job_config(tmp_path / "job.json", "GMLLMTraining", pretrain_spec(epochs=1, maxSteps=6, batchSize=4, checkpointEverySteps=3), run, world_inputs(world))
+    env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO / 'jobs'}{os.pathsep}{REPO / 'operator'}"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run([*torchrun, "-m", "osmf_jobs.gmllm", "--config", str(config)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 6 and metrics["frozen_unreached"] >= 1
+    assert (run / "manifest.json").exists() and (run / "model" / "gmodel.json").exists()

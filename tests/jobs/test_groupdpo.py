@@ -87,6 +87,7 @@ def test_group_dpo_writes_an_adapter_that_loads_on_the_policy(dpo_run: Path, run
     assert len(metrics["reward_margin_per_round"]) == 2 and all(m > 0 for m in metrics["reward_margin_per_round"])
     assert metrics["heldout_comparisons"] > 0 and 0.0 <= metrics["win_rate_vs_initial"] <= 1.0
     assert np.isfinite(metrics["kl_to_reference"])
+    assert metrics["reward_model_pairwise_accuracy"] == json.loads((runs.reward / "metrics.json").read_text())["pairwise_accuracy"]
     # DPO fits its pairs: the implicit reward ranks the last round's pairs right most of the time.
     assert rounds[-1]["implicit_accuracy_last"] >= 0.75
     assert rounds[-1]["dpo_loss_last"] < np.log(2)

@@ -107,6 +107,8 @@ def main(ctx: JobContext) -> None:
         "heldout_groups": len(eval_keys), "beta": dpo.beta, "samples_per_group": dpo.samples_per_group,
         "train_seconds": round(train_seconds, 2), "precision": device.precision, "world_size": device.world_size,
         "lora_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        # The judge's own held-out accuracy: a GRM-judged win rate means little when this is ~0.5.
+        "reward_model_pairwise_accuracy": judge_accuracy(inputs.reward),
         "reward_margin_per_round": [r["reward_margin"] for r in rounds],
         "grm_mean_score_per_round": [r["grm_mean_score"] for r in rounds],
     } | final["metrics"]
@@ -115,6 +117,14 @@ def main(ctx: JobContext) -> None:
     barrier(device)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def judge_accuracy(reward_store: Any) -> float | None:
+    """The GRM run's held-out pairwise accuracy, as its metrics.json recorded it."""
+    try:
+        return reward_store.read_json("metrics.json").get("pairwise_accuracy")
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def attach_lora(model: Any, lora: Any, seed: int) -> Any:
