@@ -88,11 +88,12 @@ def write_preference_model(grouping: Path, products: list[str], seed: int) -> "A
     vocab = {"age_band": list(AGE_BANDS), "region": list(REGIONS)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = PreferenceModel([len(v) for v in vocab.values()], text_dim=8, image_token_dim=8, creative_dim=4, d=GROUP_DIM)
+        model = PreferenceModel([len(v) for v in vocab.values()], text_dim=8, image_token_dim=8, creative_dim=4, d=GROUP_DIM,
+                                n_products=len(products))
     arrays = export_arrays(
         model, rng.normal(size=(len(products), 3, 8)).astype(np.float32), np.ones((len(products), 3), bool),
         rng.normal(size=(len(products), 4, 8)).astype(np.float32), np.zeros((0, 4), np.float32),
-        np.zeros(4, np.float32), np.ones(4, np.float32),
+        np.zeros(4, np.float32), np.ones(4, np.float32), np.zeros(len(products), np.int64),
     )
     config = {"attributes": list(ATTRIBUTES), "vocab": vocab, "products": products, "creatives": [], "embedding_dim": GROUP_DIM}
     (grouping / CONFIG).parent.mkdir(parents=True, exist_ok=True)

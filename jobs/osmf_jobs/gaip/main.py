@@ -1,0 +1,156 @@
+"""The GAIPDataset job: `aggregate` (one shard of products) and `merge`."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from osmf_jobs import metrics as M
+from osmf_jobs import tables as TB
+from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_operator.store import join
+
+from . import config as C
+
+
+def main(ctx: JobContext) -> None:
+    {"aggregate": aggregate, "merge": merge}[ctx.step](ctx)
+
+
+def _read_parquet(store: Any, rel: str, what: str, columns: list[str] | None = None) -> Any:
+    import pandas as pd
+
+    if not store.exists(rel):
+        raise InvalidInput(f"{what}: {join(store.uri, rel)} is missing; use a Succeeded AudienceGrouping")
+    frame = pd.read_parquet(io.BytesIO(store.read_bytes(rel)), columns=columns)
+    return frame
+
+
+def _write_parquet(store: Any, rel: str, frame: Any) -> None:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    store.write_bytes(rel, buffer.getvalue())
+
+
+def _pairs(kept: Any, low: float, high: float) -> Any:
+    """Preference pairs of the same (product, group): chosen/rejected CTR ratio within [low, high]."""
+    import pandas as pd
+
+    cols = ["product_id", "group_id", "image_id", "ctr", "impressions", "split"]
+    left = kept[cols].rename(columns={"image_id": "chosen_image_id", "ctr": "chosen_ctr", "impressions": "chosen_impressions"})
+    right = kept[cols[:5]].rename(columns={"image_id": "rejected_image_id", "ctr": "rejected_ctr", "impressions": "rejected_impressions"})
+    both = left.merge(right, on=["product_id", "group_id"])
+    both = both[(both["rejected_ctr"] > 0) & (both["chosen_ctr"] > both["rejected_ctr"])]
+    both = both.assign(ctr_ratio=both["chosen_ctr"] / both["rejected_ctr"])
+    both = both[(both["ctr_ratio"] >= low) & (both["ctr_ratio"] <= high)]
+    if both.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(C.PAIR_COLUMNS, ["object", "int64", "object", "object", "float64", "float64", "int64", "int64", "float64", "object"])})
+    return both[C.PAIR_COLUMNS].sort_values(["product_id", "group_id", "chosen_image_id", "rejected_image_id"]).reset_index(drop=True)
+
+
+def aggregate(ctx: JobContext) -> None:
+    import pandas as pd
+
+    from osmf_jobs.caption import make_captioner
+
+    spec = ctx.spec
+    grouping, data = ctx.input_store(C.GROUPING), ctx.input_store(C.DATA)
+    label = f"AudienceGrouping {spec.grouping_ref.name!r}"
+    groups = _read_parquet(grouping, C.GROUPS, label, ["product_id", "group_id", "centroid"])
+    mine = C.shard_products(list(groups["product_id"].astype(str).unique()), ctx.shard_index, ctx.shard_count)
+    assignments = _read_parquet(grouping, "assignments.parquet", label, ["product_id", "user_id", "group_id"])
+    assignments = assignments[assignments["product_id"].isin(set(mine))]
+    impressions = TB.read_table(data, "impressions", {k: TB.SCHEMAS["impressions"][k] for k in ("user_id", "product_id", "image_id", "clicked")})
+    products = TB.read_table(data, "products", {"product_id": TB.STRING, "title": TB.STRING})
+    images = TB.read_table(data, "images", TB.SCHEMAS["images"])
+    impressions = impressions[impressions["product_id"].isin(set(mine))]
+    joined = impressions.merge(assignments, on=["product_id", "user_id"], how="left")
+    unassigned = int(joined["group_id"].isna().sum())
+    joined = joined.dropna(subset=["group_id"]).astype({"group_id": "int64", "clicked": "int64"})
+    ctx.progress(1, 3, force=True)
+
+    agg = joined.groupby(["product_id", "group_id", "image_id"], sort=True).agg(
+        impressions=("clicked", "size"), clicks=("clicked", "sum")).reset_index()
+    agg["ctr"] = agg["clicks"] / agg["impressions"]
+    kept = agg[agg["impressions"] >= spec.min_impressions].copy()
+    max_impressions = int(agg["impressions"].max()) if len(agg) else 0
+
+    kept = kept.merge(images[["image_id", "image_uri"]], on="image_id", how="left")
+    missing = kept["image_uri"].isna()
+    if missing.any():
+        raise InvalidInput(f"table 'impressions': image_id {kept['image_id'][missing].iloc[0]!r} is absent from table 'images'; add it there")
+    kept = kept.merge(products, on="product_id", how="left")
+    centroid = {(p, int(g)): list(map(float, c)) for p, g, c in zip(groups["product_id"], groups["group_id"], groups["centroid"])}
+    kept["group_embedding"] = [centroid.get((p, int(g))) for p, g in zip(kept["product_id"], kept["group_id"])]
+    if kept["group_embedding"].isna().any():
+        bad = kept[kept["group_embedding"].isna()].iloc[0]
+        raise InvalidInput(f"{label}: assignments name group {int(bad['group_id'])} of product {bad['product_id']!r} that groups.parquet lacks; re-run the AudienceGrouping")
+    kept["split"] = [C.product_split(p, spec.split.eval_fraction, spec.split.seed) for p in kept["product_id"]]
+
+    captioner = make_captioner(spec.captioner, ctx.scratch)
+    unique = kept.drop_duplicates("image_id")[["image_id", "image_uri"]]
+    pictures = [TB.read_image(data, uri, f"table 'images': image {iid!r}") for iid, uri in zip(unique["image_id"], unique["image_uri"])]
+    captions = dict(zip(unique["image_id"], captioner.caption(pictures))) if pictures else {}
+    kept["caption"] = kept["image_id"].map(captions)
+    kept["image_uri"] = [uri if ("://" in uri or uri.startswith("/")) else join(data.uri, uri) for uri in kept["image_uri"]]
+    ctx.progress(2, 3, force=True)
+
+    samples = kept[C.SAMPLE_COLUMNS].sort_values(["product_id", "group_id", "image_id"]).reset_index(drop=True)
+    pairs = _pairs(samples, spec.pairs.min_ctr_ratio, spec.pairs.max_ctr_ratio)
+    shard = ctx.shard_store
+    _write_parquet(shard, C.SAMPLES, samples)
+    _write_parquet(shard, C.PAIRS, pairs)
+    shard.write_json(C.SHARD_DONE, {
+        "shard": ctx.shard_index, "shards": ctx.shard_count, "products": mine, "unassigned_impressions": unassigned,
+        "impressions": int(len(joined)), "max_impressions_per_cell": max_impressions,
+    })
+    ctx.progress(3, 3, force=True)
+
+
+def merge(ctx: JobContext) -> None:
+    import pandas as pd
+
+    spec = ctx.spec
+    grouping = ctx.input_store(C.GROUPING)
+    samples, pairs, done = [], [], []
+    for index in range(ctx.shard_count):
+        shard = ctx.store.child(f"shards/{index}")
+        if not shard.exists(C.SHARD_DONE):
+            raise InvalidInput(f"shard {index} of {ctx.shard_count} did not finish ({join(shard.uri, C.SHARD_DONE)} missing); re-run the aggregate step")
+        info = shard.read_json(C.SHARD_DONE)
+        if info.get("shards") != ctx.shard_count:
+            raise InvalidInput(f"{join(shard.uri, C.SHARD_DONE)} is from a run with {info.get('shards')} shards, not {ctx.shard_count}; re-run the aggregate step")
+        done.append(info)
+        samples.append(pd.read_parquet(io.BytesIO(shard.read_bytes(C.SAMPLES))))
+        pairs.append(pd.read_parquet(io.BytesIO(shard.read_bytes(C.PAIRS))))
+    samples_frame = pd.concat(samples, ignore_index=True).sort_values(["product_id", "group_id", "image_id"]).reset_index(drop=True)
+    pairs_frame = pd.concat(pairs, ignore_index=True).reset_index(drop=True)
+    if samples_frame.empty:
+        most = max((d["max_impressions_per_cell"] for d in done), default=0)
+        raise InvalidInput(f"spec.minImpressions: no (product, group, image) has {spec.min_impressions} impressions (the most is {most}); lower spec.minImpressions")
+    _write_parquet(ctx.store, C.SAMPLES, samples_frame)
+    _write_parquet(ctx.store, C.PAIRS, pairs_frame)
+    ctx.store.write_bytes(C.GROUPS, grouping.read_bytes(C.GROUPS))
+
+    ndcg, per_product = M.ndcg_between_groups(samples_frame)
+    product_split = samples_frame.drop_duplicates("product_id")["split"]
+    metrics = {
+        "samples": int(len(samples_frame)),
+        "pairs": int(len(pairs_frame)),
+        "products": int(samples_frame["product_id"].nunique()),
+        "groups": int(samples_frame[["product_id", "group_id"]].drop_duplicates().shape[0]),
+        "images": int(samples_frame["image_id"].nunique()),
+        "train_products": int((product_split == C.TRAIN).sum()),
+        "eval_products": int((product_split == C.EVAL).sum()),
+        "train_pairs": int((pairs_frame["split"] == C.TRAIN).sum()) if len(pairs_frame) else 0,
+        "eval_pairs": int((pairs_frame["split"] == C.EVAL).sum()) if len(pairs_frame) else 0,
+        "impressions": int(sum(d["impressions"] for d in done)),
+        "unassigned_impressions": int(sum(d["unassigned_impressions"] for d in done)),
+        "ndcg_at_5_between_groups": None if np.isnan(ndcg) else ndcg,
+        "ndcg_products": len(per_product),
+        "mean_ctr": float(samples_frame["clicks"].sum() / samples_frame["impressions"].sum()),
+    }
+    ctx.store.write_json(C.METRICS, metrics)
+    ctx.write_manifest(metrics)

@@ -1,0 +1,208 @@
+"""The AudienceGrouping job: `train`, `cluster` (one shard of products) and `merge`."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from osmf_jobs import tables as TB
+from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_operator.store import join
+
+from . import config as C
+
+
+def main(ctx: JobContext) -> None:
+    steps = {"train": train, "cluster": cluster, "merge": merge}
+    steps[ctx.step](ctx)
+
+
+# ---- train ---------------------------------------------------------------------------------------
+
+
+def _load_images(data: Any, frame: Any, id_column: str, what: str) -> list[Any]:
+    return [TB.read_image(data, uri, f"table '{what}': {id_column.split('_')[0]} {ident!r}")
+            for ident, uri in zip(frame[id_column], frame["image_uri"])]
+
+
+def train(ctx: JobContext) -> None:
+    spec = ctx.spec
+    data = ctx.input_store(C.DATA)
+    # Every input check comes before the heavy imports, so bad input fails in a second.
+    tables = TB.read_tables(data, list(spec.user_attributes))
+    products = tables.products.sort_values("product_id").reset_index(drop=True)
+    shown = set(tables.impressions["image_id"].unique())
+    creatives = tables.images[tables.images["image_id"].isin(shown)].sort_values("image_id").reset_index(drop=True)
+    product_images = _load_images(data, products, "product_id", "products")
+    creative_images = _load_images(data, creatives, "image_id", "images")
+    ctx.progress(0, 1, force=True)
+
+    from osmf_jobs.paag import encoders as E
+    from osmf_jobs.paag import export, train as T
+
+    text = E.TextEncoder(spec.model.text_encoder, ctx.scratch)
+    title_tokens, title_mask = text.encode(list(products["title"]))
+    del text
+    image = E.ImageEncoder(spec.model.image_encoder, ctx.scratch)
+    _, image_tokens = image.encode(product_images)
+    creative_stats, _ = image.encode(creative_images)
+    del image, product_images, creative_images
+    features = T.Features(title_tokens, title_mask, image_tokens, creative_stats)
+    buffer = io.BytesIO()
+    np.savez(buffer, title_tokens=title_tokens, title_mask=title_mask, image_tokens=image_tokens,
+             creative_stats=creative_stats, product_ids=np.asarray(products["product_id"], dtype=str),
+             creative_ids=np.asarray(creatives["image_id"], dtype=str))
+    ctx.store.write_bytes(C.FEATURES, buffer.getvalue())
+
+    vocab = export.attribute_vocab(tables.users, list(spec.user_attributes))
+    attr_matrix = export.encode_attributes(tables.users, list(spec.user_attributes), vocab)
+    tuples, tuple_of_user = T.unique_rows(attr_matrix)
+    user_index = dict(zip(tables.users["user_id"], range(len(tables.users))))
+    product_index = dict(zip(products["product_id"], range(len(products))))
+    creative_index = dict(zip(creatives["image_id"], range(len(creatives))))
+    imp = tables.impressions
+    impressions = T.Impressions(
+        tuple_of_user[imp["user_id"].map(user_index).to_numpy()],
+        imp["product_id"].map(product_index).to_numpy().astype(np.int64),
+        imp["image_id"].map(creative_index).to_numpy().astype(np.int64),
+        imp["clicked"].to_numpy().astype(np.float32),
+    )
+    m = spec.model
+    model, metrics = T.train_model(
+        tuples, [len(vocab[a]) for a in spec.user_attributes], features, impressions, d=m.embedding_dim,
+        epochs=m.epochs, batch_size=m.batch_size, learning_rate=m.learning_rate,
+        held_out_fraction=m.held_out_fraction, seed=m.seed,
+        progress=lambda step, total, values: ctx.progress(step, total, values),
+    )
+    export.write_model(ctx.store, model, features, vocab, list(spec.user_attributes), list(products["product_id"]),
+                       list(creatives["image_id"]), list(creatives["product_id"]), spec)
+    metrics["users"] = int(len(tables.users))
+    metrics["products"] = int(len(products))
+    metrics["creatives"] = int(len(creatives))
+    ctx.store.write_json(C.TRAIN_METRICS, metrics)
+    ctx.progress(1, 1, {k: v for k, v in metrics.items() if k in ("auroc", "train_loss")}, force=True)
+
+
+# ---- cluster -------------------------------------------------------------------------------------
+
+
+def cluster(ctx: JobContext) -> None:
+    import pandas as pd
+
+    from osmf_jobs.paag import Assigner
+    from osmf_jobs.paag.cluster import group_products
+
+    spec = ctx.spec
+    if not ctx.store.exists("model/weights.npz"):
+        raise InvalidInput(f"{join(ctx.store.uri, 'model/weights.npz')} is missing; run the train step first")
+    assigner = Assigner.load(ctx.store.uri, with_groups=False)
+    data = ctx.input_store(C.DATA)
+    users = TB.read_users(data, list(spec.user_attributes))
+    impressions = TB.read_table(data, "impressions", {"user_id": TB.STRING, "product_id": TB.STRING})
+    mine = C.shard_products(list(assigner.config["products"]), ctx.shard_index, ctx.shard_count)
+    pairs = impressions[impressions["product_id"].isin(set(mine))].drop_duplicates(["product_id", "user_id"])
+    pairs = pairs.merge(users, on="user_id", how="left").sort_values(["product_id", "user_id"]).reset_index(drop=True)
+    attrs = assigner.attr_matrix(pairs)
+    product_rows = {p: np.flatnonzero(pairs["product_id"].to_numpy() == p) for p in mine}
+
+    problems, inverses = [], []
+    for p in mine:
+        rows = product_rows[p]
+        uniq, inverse, counts = np.unique(attrs[rows], axis=0, return_inverse=True, return_counts=True)
+        points = assigner.embed_many([p] * len(uniq), uniq)
+        problems.append((points, counts.astype(np.float64)))
+        inverses.append(inverse.reshape(-1))
+    c = spec.clustering
+    groupings = group_products(
+        problems, min_groups=c.min_groups, max_groups=c.max_groups, sample_size=c.silhouette_sample_size,
+        max_iterations=c.max_iterations, seed=c.seed, min_group_size=spec.privacy.min_group_size, keys=mine,
+        progress=lambda done, total: ctx.progress(done, total),
+    )
+    group_rows, assignment_frames = [], []
+    for p, grouping, inverse in zip(mine, groupings, inverses):
+        for g in range(len(grouping.centroids)):
+            group_rows.append({
+                "product_id": p, "group_id": g, "size": int(grouping.sizes[g]),
+                "centroid": grouping.centroids[g].tolist(),
+                "representatives": [r.tolist() for r in grouping.representatives[g]],
+                "silhouette": float(grouping.silhouette), "k_chosen": int(grouping.k_chosen),
+                "privacy_merges": int(grouping.merged),
+            })
+        rows = product_rows[p]
+        assignment_frames.append(pd.DataFrame({
+            "product_id": p, "user_id": pairs["user_id"].to_numpy()[rows], "group_id": grouping.labels[inverse],
+        }))
+    shard = ctx.shard_store
+    _write_parquet(shard, C.GROUPS, pd.DataFrame(group_rows, columns=_GROUP_COLUMNS))
+    frame = pd.concat(assignment_frames, ignore_index=True) if assignment_frames else pd.DataFrame(columns=["product_id", "user_id", "group_id"])
+    _write_parquet(shard, C.ASSIGNMENTS, frame)
+    shard.write_json(C.SHARD_DONE, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": mine})
+    ctx.progress(len(mine), max(len(mine), 1), force=True)
+
+
+_GROUP_COLUMNS = ["product_id", "group_id", "size", "centroid", "representatives", "silhouette", "k_chosen", "privacy_merges"]
+
+
+def _write_parquet(store: Any, rel: str, frame: Any) -> None:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    store.write_bytes(rel, buffer.getvalue())
+
+
+def _read_parquet(store: Any, rel: str) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(store.read_bytes(rel)))
+
+
+# ---- merge ---------------------------------------------------------------------------------------
+
+
+def merge(ctx: JobContext) -> None:
+    import pandas as pd
+
+    if not ctx.store.exists(C.TRAIN_METRICS):
+        raise InvalidInput(f"{join(ctx.store.uri, C.TRAIN_METRICS)} is missing; run the train step first")
+    groups, assignments, covered = [], [], []
+    for index in range(ctx.shard_count):
+        shard = ctx.store.child(f"shards/{index}")
+        if not shard.exists(C.SHARD_DONE):
+            raise InvalidInput(f"shard {index} of {ctx.shard_count} did not finish ({join(shard.uri, C.SHARD_DONE)} missing); re-run the cluster step")
+        done = shard.read_json(C.SHARD_DONE)
+        if done.get("shards") != ctx.shard_count:
+            raise InvalidInput(f"{join(shard.uri, C.SHARD_DONE)} is from a run with {done.get('shards')} shards, not {ctx.shard_count}; re-run the cluster step")
+        covered += done["products"]
+        groups.append(_read_parquet(shard, C.GROUPS))
+        assignments.append(_read_parquet(shard, C.ASSIGNMENTS))
+    model_products = json.loads(ctx.store.read_bytes("model/config.json"))["products"]
+    if sorted(covered) != sorted(model_products):
+        raise InvalidInput(f"the shards cover {len(covered)} products, the model has {len(model_products)}; re-run the cluster step with shards={ctx.shard_count}")
+    group_frame = pd.concat(groups, ignore_index=True).sort_values(["product_id", "group_id"]).reset_index(drop=True)
+    assignment_frame = pd.concat(assignments, ignore_index=True).sort_values(["product_id", "user_id"]).reset_index(drop=True)
+    _write_parquet(ctx.store, C.GROUPS, group_frame)
+    _write_parquet(ctx.store, C.ASSIGNMENTS, assignment_frame)
+
+    train_metrics = ctx.store.read_json(C.TRAIN_METRICS)
+    per_product = group_frame.groupby("product_id")
+    k = per_product.size()
+    silhouettes = per_product["silhouette"].first()
+    metrics = {
+        "auroc": train_metrics.get("auroc"),
+        "heldout_impressions": train_metrics.get("heldout_impressions"),
+        "train_loss": train_metrics.get("train_loss"),
+        "users": train_metrics.get("users"),
+        "products": int(len(k)),
+        "groups": int(k.sum()),
+        "mean_groups_per_product": float(k.mean()) if len(k) else 0.0,
+        "one_group_products": int((k == 1).sum()),
+        "mean_silhouette": float(silhouettes.dropna().mean()) if silhouettes.notna().any() else None,
+        "privacy_merges": int(per_product["privacy_merges"].first().sum()),
+        "assignments": int(len(assignment_frame)),
+        "min_group_size": int(group_frame["size"].min()) if len(group_frame) else 0,
+    }
+    ctx.store.write_json(C.METRICS, metrics)
+    ctx.progress(1, 1, force=True)
+    ctx.write_manifest(metrics)

@@ -1,0 +1,260 @@
+"""Per-product grouping of preference embeddings, batched across products (DESIGN §6).
+
+`group_products(problems, ...)` takes one (points [n, d], weights [n]) problem per product — the
+points are a product's distinct preference embeddings, the weights how many users share each —
+and solves them together, a chunk of products at a time, in padded tensors:
+
+1. weighted K-means (k-means++ seeding, Lloyd iterations until no label changes, best of
+   `n_init` restarts) for every K in [minGroups, maxGroups], all products and restarts at once;
+2. silhouette per K on a sample of at most `sample_size` users per product, from one pairwise
+   distance matrix per product shared by all K (exact silhouette is O(n²));
+3. per product: K with the best silhouette (with minGroups 1, K = 1 unless some K >= 2 reaches
+   SILHOUETTE_STRUCTURE); fewer users than minGroups x minGroupSize -> one group;
+4. the privacy floor: the smallest group under `min_group_size` users merges into the group with
+   the nearest centroid, then every point is reassigned to its nearest centroid (what serving does)
+   and sizes recounted, until no group is under the floor;
+5. groups renumbered by size (0 = largest); representatives: the points nearest to the 15th, 55th
+   and 95th percentiles of distance to the centroid, 2 / 3 / 5 of them (10 vectors).
+
+Memory is bounded by the chunk, not by the number of products, so a shard streams its products.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+REPRESENTATIVE_PERCENTILES = ((15, 2), (55, 3), (95, 5))
+SILHOUETTE_STRUCTURE = 0.25  # Kaufman & Rousseeuw: below this there is no substantial structure
+
+
+@dataclasses.dataclass
+class Grouping:
+    labels: np.ndarray  # [n] group id per point
+    centroids: np.ndarray  # [K, d]
+    sizes: np.ndarray  # [K] users per group
+    silhouette: float  # of the final grouping on the sample (NaN for one group)
+    representatives: np.ndarray  # [K, 10, d]
+    k_chosen: int  # K picked by silhouette, before the privacy floor
+    merged: int  # groups merged away by the privacy floor
+
+
+def _pad(problems: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    n_max = max(len(x) for x, _ in problems)
+    d = problems[0][0].shape[1]
+    X = torch.zeros(len(problems), n_max, d)
+    W = torch.zeros(len(problems), n_max)
+    for b, (x, w) in enumerate(problems):
+        X[b, : len(x)] = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        W[b, : len(x)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+    return X, W
+
+
+def _sq_dist(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """[B, N, d] x [B, K, d] -> [B, N, K] squared distances."""
+    d = (X * X).sum(-1, keepdim=True) - 2 * X @ C.transpose(1, 2) + (C * C).sum(-1)[:, None, :]
+    return d.clamp_min_(0)
+
+
+def _kmeanspp(X: torch.Tensor, W: torch.Tensor, k: int, uniforms: torch.Tensor) -> torch.Tensor:
+    """k-means++ seeding for every problem at once; uniforms [B, k] drive the draws (per-problem streams)."""
+    B = X.shape[0]
+    rows = torch.arange(B)
+
+    def draw(prob: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        cdf = prob.cumsum(1)
+        target = (u * cdf[:, -1]).clamp_max(cdf[:, -1] * (1 - 1e-7))[:, None]
+        return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_max(X.shape[1] - 1)
+
+    first = draw(W, uniforms[:, 0])
+    C = X[rows, first][:, None, :]
+    best = _sq_dist(X, C)[..., 0]
+    for j in range(1, k):
+        prob = W * best
+        prob = torch.where(prob.sum(1, keepdim=True) > 0, prob, W)
+        nxt = draw(prob, uniforms[:, j])
+        C = torch.cat([C, X[rows, nxt][:, None, :]], dim=1)
+        best = torch.minimum(best, _sq_dist(X, C[:, -1:, :])[..., 0])
+    return C
+
+
+def _lloyd(X: torch.Tensor, W: torch.Tensor, C: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    k = C.shape[1]
+    labels = None
+    for _ in range(max_iterations):
+        new = _sq_dist(X, C).argmin(-1)
+        if labels is not None and torch.equal(new, labels):
+            break
+        labels = new
+        onehot = torch.nn.functional.one_hot(labels, k).float() * W[..., None]  # [B, N, K]
+        mass = onehot.sum(1)  # [B, K]
+        sums = onehot.transpose(1, 2) @ X  # [B, K, d]
+        C = torch.where(mass[..., None] > 0, sums / mass.clamp_min(1e-12)[..., None], C)
+    dist = _sq_dist(X, C)
+    labels = dist.argmin(-1)
+    inertia = (dist.min(-1).values * W).sum(1)
+    return C, labels, inertia
+
+
+def _silhouette(D: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean silhouette per problem. D [B, S, S] distances, labels [B, S], valid [B, S] bool."""
+    onehot = torch.nn.functional.one_hot(labels, k).float() * valid[..., None]
+    sums = D @ onehot  # [B, S, K]: distance to each cluster's members
+    counts = onehot.sum(1, keepdim=True)  # [B, 1, K]
+    own = onehot.bool()
+    own_count = (counts * onehot).sum(-1)  # [B, S]
+    a = (sums * onehot).sum(-1) / (own_count - 1).clamp_min(1)
+    other = torch.where(own | (counts == 0), torch.full_like(sums, float("inf")), sums / counts.clamp_min(1))
+    b = other.min(-1).values
+    s = (b - a) / torch.maximum(a, b).clamp_min(1e-12)
+    s = torch.where((own_count > 1) & torch.isfinite(b), s, torch.zeros_like(s))
+    s = s * valid
+    return s.sum(1) / valid.sum(1).clamp_min(1)
+
+
+def _sample_users(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Point indices of a sample of users (without replacement among users)."""
+    counts = np.asarray(weights).astype(np.int64)
+    total = int(counts.sum())
+    if total <= size:
+        return np.repeat(np.arange(len(counts)), counts)
+    chosen = rng.choice(total, size=size, replace=False)
+    return np.searchsorted(np.cumsum(counts), chosen, side="right")
+
+
+def _representatives(points: np.ndarray, weights: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    dist = np.linalg.norm(points - centroid, axis=1)
+    user_dist = np.repeat(dist, np.asarray(weights).astype(np.int64))
+    reps = []
+    for pct, count in REPRESENTATIVE_PERCENTILES:
+        target = np.percentile(user_dist, pct)
+        order = np.argsort(np.abs(dist - target), kind="stable")
+        picks = [order[i % len(order)] for i in range(count)]
+        reps += [points[i] for i in picks]
+    return np.stack(reps).astype(np.float32)
+
+
+def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int, min_group_size: int,
+            sample: np.ndarray) -> Grouping:
+    """Privacy floor, renumbering by size, representatives, final silhouette."""
+    k_chosen = k
+    cents = np.stack([np.average(points[labels == g], axis=0, weights=weights[labels == g]) for g in range(k)])
+    merged = 0
+    while True:
+        sizes = np.array([weights[labels == g].sum() for g in range(len(cents))])
+        small = [g for g in np.argsort(sizes, kind="stable") if sizes[g] < min_group_size]
+        if not small or len(cents) == 1:
+            break
+        g = small[0]
+        others = [h for h in range(len(cents)) if h != g]
+        h = others[int(np.argmin([np.linalg.norm(cents[g] - cents[o]) for o in others]))]
+        labels = np.where(labels == g, h, labels)
+        keep = [x for x in range(len(cents)) if x != g]
+        remap = {old: new for new, old in enumerate(keep)}
+        labels = np.vectorize(remap.get)(labels) if len(labels) else labels
+        cents = np.stack([np.average(points[labels == x], axis=0, weights=weights[labels == x]) for x in range(len(keep))])
+        # Serving assigns by nearest centroid: make the labels agree with that, then recount.
+        labels = np.argmin(((points[:, None, :] - cents[None]) ** 2).sum(-1), axis=1)
+        present = np.unique(labels)
+        if len(present) < len(cents):
+            remap = {old: new for new, old in enumerate(present)}
+            labels = np.vectorize(remap.get)(labels)
+        cents = np.stack([np.average(points[labels == x], axis=0, weights=weights[labels == x]) for x in range(len(present))])
+        merged += 1
+    sizes = np.array([weights[labels == g].sum() for g in range(len(cents))])
+    order = np.argsort(-sizes, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    labels, cents, sizes = rank[labels], cents[order], sizes[order]
+    reps = np.stack([_representatives(points[labels == g], weights[labels == g], cents[g]) for g in range(len(cents))])
+    silhouette = float("nan")
+    if len(cents) > 1 and len(sample) > 2:
+        xs = points[sample]
+        D = torch.cdist(torch.from_numpy(xs[None].astype(np.float32)), torch.from_numpy(xs[None].astype(np.float32)))
+        lab = torch.from_numpy(labels[sample][None])
+        silhouette = float(_silhouette(D, lab, torch.ones_like(lab, dtype=torch.bool), len(cents))[0])
+    return Grouping(labels.astype(np.int64), cents.astype(np.float32), sizes.astype(np.int64), silhouette, reps,
+                    k_chosen, merged)
+
+
+def _stream(seed: int, key: str) -> np.random.Generator:
+    """A random stream per product: results do not depend on which shard or chunk a product lands in."""
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_groups: int, max_groups: int,
+                   sample_size: int, max_iterations: int, seed: int, min_group_size: int, n_init: int = 3,
+                   chunk: int = 32, keys: Sequence[str] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Grouping]:
+    """Group every product's users; `problems[i]` = (distinct points [n_i, d], users per point [n_i]).
+
+    `keys` (e.g. product ids) name each problem's random stream; by default its position.
+    """
+    out: list[Grouping | None] = [None] * len(problems)
+    keys = [str(i) for i in range(len(problems))] if keys is None else [str(k) for k in keys]
+    streams = [_stream(seed, key) for key in keys]
+    k_lo, k_hi = max(2, min_groups), max_groups
+    # Per problem: the silhouette sample, then uniforms for every (K, restart) seeding.
+    samples_all = [_sample_users(w, sample_size, streams[i]) for i, (_, w) in enumerate(problems)]
+    seeds_all = [streams[i].random((max(k_hi - k_lo + 1, 0), n_init, max(k_hi, 1))).astype(np.float32) for i in range(len(problems))]
+    # Group products of similar size together so padding stays small.
+    order = sorted(range(len(problems)), key=lambda i: len(problems[i][0]))
+    done = 0
+    for start in range(0, len(order), chunk):
+        ids = order[start:start + chunk]
+        samples = {i: samples_all[i] for i in ids}
+        solvable = [i for i in ids if k_hi >= 2 and len(problems[i][0]) >= 2
+                    and problems[i][1].sum() >= max(min_groups, 2) * min_group_size]
+        for i in ids:
+            if i not in solvable:
+                x, w = problems[i]
+                out[i] = _finish(np.asarray(x, np.float32), np.asarray(w, np.float64), np.zeros(len(x), np.int64), 1,
+                                 min_group_size, samples[i])
+        if solvable:
+            X, W = _pad([problems[i] for i in solvable])
+            Wr = W.repeat(n_init, 1)
+            Xr = X.repeat(n_init, 1, 1)
+            S = max(len(samples[i]) for i in solvable)
+            sidx = torch.zeros(len(solvable), S, dtype=torch.long)
+            svalid = torch.zeros(len(solvable), S, dtype=torch.bool)
+            for b, i in enumerate(solvable):
+                sidx[b, : len(samples[i])] = torch.from_numpy(samples[i])
+                svalid[b, : len(samples[i])] = True
+            Xs = torch.gather(X, 1, sidx[..., None].expand(-1, -1, X.shape[-1]))
+            D = torch.cdist(Xs, Xs)
+            best_labels, best_score, best_k = None, None, None
+            for k in range(k_lo, k_hi + 1):
+                u = torch.from_numpy(np.stack([seeds_all[i][k - k_lo] for i in solvable]))  # [B, n_init, k_hi]
+                C0 = _kmeanspp(Xr, Wr, k, u.transpose(0, 1).reshape(n_init * len(solvable), -1))
+                _, labels, inertia = _lloyd(Xr, Wr, C0, max_iterations)
+                pick = inertia.view(n_init, len(solvable)).argmin(0)
+                labels = labels.view(n_init, len(solvable), -1)[pick, torch.arange(len(solvable))]
+                score = _silhouette(D, torch.gather(labels, 1, sidx), svalid, k)
+                if best_score is None:
+                    best_labels, best_score, best_k = labels.clone(), score, torch.full_like(score, k, dtype=torch.long)
+                else:
+                    better = score > best_score
+                    best_labels = torch.where(better[:, None], labels, best_labels)
+                    best_k = torch.where(better, torch.full_like(best_k, k), best_k)
+                    best_score = torch.maximum(score, best_score)
+            for b, i in enumerate(solvable):
+                x, w = problems[i]
+                n = len(x)
+                labels = best_labels[b, :n].numpy().astype(np.int64)
+                k = int(best_k[b])
+                if min_groups <= 1 and float(best_score[b]) < SILHOUETTE_STRUCTURE:
+                    labels, k = np.zeros(n, np.int64), 1
+                present = np.unique(labels)
+                if len(present) < k:  # an empty cluster: renumber
+                    labels = np.searchsorted(present, labels)
+                    k = len(present)
+                out[i] = _finish(np.asarray(x, np.float32), np.asarray(w, np.float64), labels, k, min_group_size, samples[i])
+        done += len(ids)
+        if progress:
+            progress(done, len(problems))
+    return [g for g in out if g is not None]

@@ -1,0 +1,49 @@
+"""Attribute vocabularies and the exported model directory (`model/config.json` + `model/weights.npz`)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+FORMAT = "osmf-paag/1"
+
+
+def attribute_vocab(users: Any, attributes: list[str]) -> dict[str, list[str]]:
+    """Per attribute, its values as strings in sorted order; index i + 1 in the model (0 = unknown)."""
+    return {a: sorted(users[a].astype(str).unique().tolist()) for a in attributes}
+
+
+def encode_attributes(users: Any, attributes: list[str], vocab: dict[str, list[str]]) -> np.ndarray:
+    cols = []
+    for a in attributes:
+        index = {v: i + 1 for i, v in enumerate(vocab[a])}
+        cols.append(users[a].astype(str).map(index).fillna(0).to_numpy().astype(np.int64))
+    return np.stack(cols, axis=1)
+
+
+def write_model(store: Any, model: Any, features: Any, vocab: dict[str, list[str]], attributes: list[str],
+                product_ids: list[str], creative_ids: list[str], creative_products: list[str], spec: Any) -> None:
+    from .model import HEADS, export_arrays
+
+    arrays = export_arrays(model, features.title_tokens, features.title_mask, features.image_tokens,
+                           features.creative_stats, model.creative_mean.astype(np.float32), model.creative_std.astype(np.float32),
+                           features.categories())
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    store.write_bytes("model/weights.npz", buffer.getvalue())
+    config = {
+        "format": FORMAT,
+        "embedding_dim": int(model.d),
+        "heads": HEADS,
+        "attributes": attributes,
+        "vocab": vocab,
+        "products": product_ids,
+        "creatives": creative_ids,
+        "creative_products": creative_products,
+        "text_encoder": spec.model.text_encoder,
+        "image_encoder": spec.model.image_encoder,
+    }
+    store.write_bytes("model/config.json", json.dumps(config, indent=1).encode())
