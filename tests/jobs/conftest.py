@@ -27,7 +27,7 @@ def tiny_grouping_spec(data: Path, **overrides: Any) -> dict[str, Any]:
     spec = {
         "data": {"uri": data.as_uri()},
         "userAttributes": list(TINY_ATTRIBUTES),
-        "model": {"epochs": 2, "batchSize": 512, "learningRate": 0.01, "heldOutFraction": 0.1, "seed": 0},
+        "model": {"epochs": 4, "batchSize": 1024, "learningRate": 0.01, "heldOutFraction": 0.2, "seed": 0},
         "clustering": {"minGroups": 2, "maxGroups": 4, "silhouetteSampleSize": 200, "maxIterations": 30},
         "privacy": {"minGroupSize": 10},
         "shards": 2,

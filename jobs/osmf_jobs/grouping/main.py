@@ -50,11 +50,15 @@ def train(ctx: JobContext) -> None:
     _, image_tokens = image.encode(product_images)
     creative_stats, _ = image.encode(creative_images)
     del image, product_images, creative_images
-    features = T.Features(title_tokens, title_mask, image_tokens, creative_stats)
+    # The optional category column becomes a learned product token (1-based; 0 = none).
+    categories = sorted(products["category"].unique().tolist()) if "category" in products.columns else []
+    product_category = (products["category"].map({c: i + 1 for i, c in enumerate(categories)}).to_numpy().astype(np.int64)
+                        if categories else None)
+    features = T.Features(title_tokens, title_mask, image_tokens, creative_stats, product_category)
     buffer = io.BytesIO()
     np.savez(buffer, title_tokens=title_tokens, title_mask=title_mask, image_tokens=image_tokens,
-             creative_stats=creative_stats, product_ids=np.asarray(products["product_id"], dtype=str),
-             creative_ids=np.asarray(creatives["image_id"], dtype=str))
+             creative_stats=creative_stats, product_category=features.categories(),
+             product_ids=np.asarray(products["product_id"], dtype=str), creative_ids=np.asarray(creatives["image_id"], dtype=str))
     ctx.store.write_bytes(C.FEATURES, buffer.getvalue())
 
     vocab = export.attribute_vocab(tables.users, list(spec.user_attributes))
@@ -78,7 +82,7 @@ def train(ctx: JobContext) -> None:
         progress=lambda step, total, values: ctx.progress(step, total, values),
     )
     export.write_model(ctx.store, model, features, vocab, list(spec.user_attributes), list(products["product_id"]),
-                       list(creatives["image_id"]), list(creatives["product_id"]), spec)
+                       list(creatives["image_id"]), list(creatives["product_id"]), spec, categories)
     metrics["users"] = int(len(tables.users))
     metrics["products"] = int(len(products))
     metrics["creatives"] = int(len(creatives))

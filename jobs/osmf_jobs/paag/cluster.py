@@ -138,13 +138,30 @@ def _representatives(points: np.ndarray, weights: np.ndarray, centroid: np.ndarr
     return np.stack(reps).astype(np.float32)
 
 
+def _nearest(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """Nearest centroid, computed as the Assigner does (float32, squared distances)."""
+    c = np.asarray(cents, dtype=np.float32)
+    x = np.asarray(points, dtype=np.float32)
+    out = np.empty(len(x), dtype=np.int64)
+    for s in range(0, len(x), 8192):  # bounded memory for products with many users
+        out[s:s + 8192] = np.argmin(((x[s:s + 8192, None, :] - c[None]) ** 2).sum(-1), axis=1)
+    return out
+
+
 def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int, min_group_size: int,
             sample: np.ndarray) -> Grouping:
     """Privacy floor, renumbering by size, representatives, final silhouette."""
     k_chosen = k
-    cents = np.stack([np.average(points[labels == g], axis=0, weights=weights[labels == g]) for g in range(k)])
+    cents = np.stack([np.average(points[labels == g], axis=0, weights=weights[labels == g]) for g in range(k)]).astype(np.float32)
     merged = 0
     while True:
+        # Labels always follow the serving rule (nearest stored centroid), so a user's group here
+        # is the group `Assigner.assign` returns.
+        labels = _nearest(points, cents)
+        present = np.unique(labels)
+        if len(present) < len(cents):
+            cents = cents[present]
+            labels = np.searchsorted(present, labels)
         sizes = np.array([weights[labels == g].sum() for g in range(len(cents))])
         small = [g for g in np.argsort(sizes, kind="stable") if sizes[g] < min_group_size]
         if not small or len(cents) == 1:
@@ -152,18 +169,9 @@ def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int,
         g = small[0]
         others = [h for h in range(len(cents)) if h != g]
         h = others[int(np.argmin([np.linalg.norm(cents[g] - cents[o]) for o in others]))]
-        labels = np.where(labels == g, h, labels)
-        keep = [x for x in range(len(cents)) if x != g]
-        remap = {old: new for new, old in enumerate(keep)}
-        labels = np.vectorize(remap.get)(labels) if len(labels) else labels
-        cents = np.stack([np.average(points[labels == x], axis=0, weights=weights[labels == x]) for x in range(len(keep))])
-        # Serving assigns by nearest centroid: make the labels agree with that, then recount.
-        labels = np.argmin(((points[:, None, :] - cents[None]) ** 2).sum(-1), axis=1)
-        present = np.unique(labels)
-        if len(present) < len(cents):
-            remap = {old: new for new, old in enumerate(present)}
-            labels = np.vectorize(remap.get)(labels)
-        cents = np.stack([np.average(points[labels == x], axis=0, weights=weights[labels == x]) for x in range(len(present))])
+        members = (labels == g) | (labels == h)
+        cents[h] = np.average(points[members], axis=0, weights=weights[members])
+        cents = np.delete(cents, g, axis=0)
         merged += 1
     sizes = np.array([weights[labels == g].sum() for g in range(len(cents))])
     order = np.argsort(-sizes, kind="stable")

@@ -25,7 +25,8 @@ def encode_attributes(users: Any, attributes: list[str], vocab: dict[str, list[s
 
 
 def write_model(store: Any, model: Any, features: Any, vocab: dict[str, list[str]], attributes: list[str],
-                product_ids: list[str], creative_ids: list[str], creative_products: list[str], spec: Any) -> None:
+                product_ids: list[str], creative_ids: list[str], creative_products: list[str], spec: Any,
+                categories: list[str] | None = None) -> None:
     from .model import HEADS, export_arrays
 
     arrays = export_arrays(model, features.title_tokens, features.title_mask, features.image_tokens,
@@ -43,6 +44,7 @@ def write_model(store: Any, model: Any, features: Any, vocab: dict[str, list[str
         "products": product_ids,
         "creatives": creative_ids,
         "creative_products": creative_products,
+        "categories": list(categories or []),
         "text_encoder": spec.model.text_encoder,
         "image_encoder": spec.model.image_encoder,
     }

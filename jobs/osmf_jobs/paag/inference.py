@@ -38,8 +38,8 @@ class NumpyPreferenceModel:
     def _ln(self, name: str, x: np.ndarray) -> np.ndarray:
         return layer_norm(x, self.a[f"{name}.weight"], self.a[f"{name}.bias"])
 
-    def query(self, attr_index: np.ndarray) -> np.ndarray:
-        x = np.concatenate([self.emb[i][attr_index[:, i]] for i in range(self.n_attrs)], axis=1)
+    def query(self, attr_index: np.ndarray, gate: np.ndarray) -> np.ndarray:
+        x = np.concatenate([self.emb[i][attr_index[:, i]] * gate[:, i:i + 1] for i in range(self.n_attrs)], axis=1)
         return self._lin("q2", gelu(self._lin("q1", x)))
 
     def _block(self, name: str, x: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -60,8 +60,8 @@ class NumpyPreferenceModel:
 
     def embed(self, attr_index: np.ndarray, product_index: np.ndarray) -> np.ndarray:
         a = self.a
-        x = self.query(np.asarray(attr_index))
         p = np.asarray(product_index)
+        x = self.query(np.asarray(attr_index), a["product.gate"][p])
         x = self._block("title_block", x, a["product.title_k"][p], a["product.title_v"][p], a["product.title_mask"][p])
         x = self._block("image_block", x, a["product.image_k"][p], a["product.image_v"][p], None)
         return self._ln("out_ln", x)
@@ -74,4 +74,4 @@ class NumpyPreferenceModel:
     def click_logit(self, e: np.ndarray, creative_index: np.ndarray | None = None, creative_v: np.ndarray | None = None) -> np.ndarray:
         v = self.a["creative.v"][np.asarray(creative_index)] if creative_v is None else creative_v
         h = gelu(self._lin("h1", np.concatenate([e, v, e * v], axis=1)))
-        return self._lin("h2", h)[:, 0]
+        return (e * v).sum(1) + self._lin("h2", h)[:, 0]

@@ -5,7 +5,7 @@
     x   = x + Attn(LN(x), image tokens);   x = x + FFN(LN(x))     ... then the product image
     e   = LN(x)                                                   product-aware preference embedding
     v   = MLP(LN(creative image stats))                           the shown creative
-    p   = sigmoid(head([e, v, e * v]))                            click probability (BCE on impressions)
+    p   = sigmoid(<e, v> + MLP([e, v, e * v]))                    click probability (BCE on impressions)
 
 Title and image tokens come from frozen encoders (cached once, `encoders.py`) through trainable
 projections. Attribute index 0 is "unknown" (a value not seen in training). GELU is the tanh form
@@ -70,6 +70,12 @@ class PreferenceModel(nn.Module):
         self.product_emb = nn.Embedding(n_products, d)
         self.category_emb = nn.Embedding(n_categories + 1, d)  # 0 = no category
         self.attr_emb = nn.ModuleList(nn.Embedding(n + 1, ATTR_DIM) for n in vocab_sizes)
+        # Product-aware attribute gate: each product weighs the user's attributes before the query
+        # MLP (2 * sigmoid, 1 at init). Which attributes matter depends on the product; a gate
+        # learns that directly, where a query MLP + cross-attention alone stalls (see the docs).
+        self.gate = nn.Linear(d, len(vocab_sizes))
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
         self.q1, self.q2 = nn.Linear(ATTR_DIM * len(vocab_sizes), d), nn.Linear(d, d)
         self.title_ln, self.title_proj = nn.LayerNorm(text_dim), nn.Linear(text_dim, d)
         self.image_ln, self.image_proj = nn.LayerNorm(image_token_dim), nn.Linear(image_token_dim, d)
@@ -81,9 +87,9 @@ class PreferenceModel(nn.Module):
         for emb in self.attr_emb:
             nn.init.normal_(emb.weight, std=1.0)
 
-    def query(self, attrs: torch.Tensor) -> torch.Tensor:
-        """attrs [B, A] long -> q [B, d]."""
-        x = torch.cat([emb(attrs[:, i]) for i, emb in enumerate(self.attr_emb)], dim=1)
+    def query(self, attrs: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """attrs [B, A] long, gate [B, A] -> q [B, d]."""
+        x = torch.cat([emb(attrs[:, i]) * gate[:, i:i + 1] for i, emb in enumerate(self.attr_emb)], dim=1)
         return self.q2(gelu(self.q1(x)))
 
     def set_feature_scales(self, title_tokens: np.ndarray, title_mask: np.ndarray, image_tokens: np.ndarray) -> None:
@@ -106,16 +112,18 @@ class PreferenceModel(nn.Module):
             title_tokens = (title_tokens - self.title_mean) / self.title_std
             image_tokens = (image_tokens - self.image_mean) / self.image_std
         t = self.title_proj(self.title_ln(title_tokens))
+        own = self.product_emb(product) + self.category_emb(category)
+        gate = 2 * torch.sigmoid(self.gate(own + t[:, 0]))  # the first title token is the pooled title
         t = torch.cat([self.product_emb(product)[:, None], self.category_emb(category)[:, None], t], dim=1)
         m = self.image_proj(self.image_ln(image_tokens))
         tk, tv = self.title_block.keys_values(t)
         ik, iv = self.image_block.keys_values(m)
-        return {"title_k": tk, "title_v": tv, "image_k": ik, "image_v": iv}
+        return {"title_k": tk, "title_v": tv, "image_k": ik, "image_v": iv, "gate": gate}
 
     def embed(self, attrs: torch.Tensor, keys: dict[str, torch.Tensor], product: torch.Tensor,
               title_mask: torch.Tensor) -> torch.Tensor:
         """Preference embeddings of (attribute rows, product indices) -> [B, d]."""
-        x = self.query(attrs)
+        x = self.query(attrs, keys["gate"][product])
         image_mask = torch.ones(keys["image_k"].shape[:2], dtype=torch.bool)[product]
         title_mask = torch.cat([torch.ones_like(title_mask[:, :2]), title_mask], dim=1)  # + product, category tokens
         x = self.title_block(x, keys["title_k"][product], keys["title_v"][product], title_mask[product])
@@ -126,7 +134,9 @@ class PreferenceModel(nn.Module):
         return self.c2(gelu(self.c1(self.creative_ln(stats))))
 
     def click_logit(self, e: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return self.h2(gelu(self.h1(torch.cat([e, v, e * v], dim=1)))).squeeze(1)
+        """<e, v> + MLP([e, v, e * v]): the dot product is a direct user-product x creative term,
+        which gradient descent finds at once; the MLP adds main effects and non-linearity."""
+        return (e * v).sum(1) + self.h2(gelu(self.h1(torch.cat([e, v, e * v], dim=1)))).squeeze(1)
 
 
 def export_arrays(model: PreferenceModel, title_tokens: np.ndarray, title_mask: np.ndarray, image_tokens: np.ndarray,

@@ -70,7 +70,7 @@ class SynthConfig:
     products: int = 48
     images_per_product: int = 8
     products_per_user: float = 16.0  # mean number of products a user is shown
-    impressions_per_pair: float = 5.0  # mean impressions of one product to one user
+    impressions_per_pair: float = 20.0  # mean impressions of one product to one user (ad rotation)
     heldout_fraction: float = 0.1  # held-out impressions, as a share of the logged ones
     ctr: float = 0.04  # target mean click rate
     noise: float = 0.6  # sd of the per-user logit noise
@@ -78,7 +78,7 @@ class SynthConfig:
 
     @staticmethod
     def tiny(**overrides: Any) -> "SynthConfig":
-        base = dict(users=240, products=8, images_per_product=6, products_per_user=6.0, impressions_per_pair=4.0)
+        base = dict(users=400, products=8, images_per_product=6, products_per_user=6.0, impressions_per_pair=12.0)
         base.update(overrides)
         return SynthConfig(**base)
 
