@@ -190,3 +190,21 @@ def test_score_encodes_creatives_the_model_has_not_seen(tiny_grouping_artifact, 
                  "--out", str(tmp_path / "out.parquet")]) == 0
     p = pd.read_parquet(tmp_path / "out.parquet")["p_click"].to_numpy()
     assert p[0] == pytest.approx(p[1], rel=1e-4)  # the same pixels -> the same probability
+
+
+def test_builtin_image_stats_encoder_is_deterministic_and_sees_the_background():
+    from PIL import Image
+
+    from osmf_jobs import style as S
+    from osmf_jobs.paag.encoders import BUILTIN_IMAGE_STATS, ImageEncoder
+
+    encoder = ImageEncoder(BUILTIN_IMAGE_STATS, Path("/unused"))
+    product = np.zeros((30, 24, 4), np.uint8)
+    product[..., :3], product[..., 3] = 120, 255
+    a = S.Style("warm", "striped", "bright", "calm")
+    b = S.Style("cool", "striped", "bright", "calm")  # only the palette differs
+    images = [Image.fromarray(S.compose(product, S.paint_background(st, 64, 0))[0]) for st in (a, a, b)]
+    stats, tokens = encoder.encode(images)
+    assert stats.shape[0] == 3 and tokens.shape == (3, 4, tokens.shape[2])
+    assert np.array_equal(stats[0], stats[1])
+    assert np.abs(stats[0] - stats[2]).max() > 0.1
