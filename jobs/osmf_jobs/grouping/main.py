@@ -110,35 +110,39 @@ def cluster(ctx: JobContext) -> None:
     pairs = impressions[impressions["product_id"].isin(set(mine))].drop_duplicates(["product_id", "user_id"])
     pairs = pairs.merge(users, on="user_id", how="left").sort_values(["product_id", "user_id"]).reset_index(drop=True)
     attrs = assigner.attr_matrix(pairs)
-    product_rows = {p: np.flatnonzero(pairs["product_id"].to_numpy() == p) for p in mine}
+    product_rows = {p: rows for p, rows in pairs.groupby("product_id", sort=False).indices.items()}
+    user_ids = pairs["user_id"].to_numpy()
 
-    problems, inverses = [], []
-    for p in mine:
-        rows = product_rows[p]
-        uniq, inverse, counts = np.unique(attrs[rows], axis=0, return_inverse=True, return_counts=True)
-        points = assigner.embed_many([p] * len(uniq), uniq)
-        problems.append((points, counts.astype(np.float64)))
-        inverses.append(inverse.reshape(-1))
+    # Stream products in chunks: embed a chunk, group it, keep only its (small) results, so memory
+    # follows the chunk, not the shard.
     c = spec.clustering
-    groupings = group_products(
-        problems, min_groups=c.min_groups, max_groups=c.max_groups, sample_size=c.silhouette_sample_size,
-        max_iterations=c.max_iterations, seed=c.seed, min_group_size=spec.privacy.min_group_size, keys=mine,
-        progress=lambda done, total: ctx.progress(done, total),
-    )
     group_rows, assignment_frames = [], []
-    for p, grouping, inverse in zip(mine, groupings, inverses):
-        for g in range(len(grouping.centroids)):
-            group_rows.append({
-                "product_id": p, "group_id": g, "size": int(grouping.sizes[g]),
-                "centroid": grouping.centroids[g].tolist(),
-                "representatives": [r.tolist() for r in grouping.representatives[g]],
-                "silhouette": float(grouping.silhouette), "k_chosen": int(grouping.k_chosen),
-                "privacy_merges": int(grouping.merged),
-            })
-        rows = product_rows[p]
-        assignment_frames.append(pd.DataFrame({
-            "product_id": p, "user_id": pairs["user_id"].to_numpy()[rows], "group_id": grouping.labels[inverse],
-        }))
+    for start in range(0, len(mine), CLUSTER_CHUNK):
+        chunk = mine[start:start + CLUSTER_CHUNK]
+        problems, inverses = [], []
+        for p in chunk:
+            rows = product_rows[p]
+            uniq, inverse, counts = np.unique(attrs[rows], axis=0, return_inverse=True, return_counts=True)
+            problems.append((assigner.embed_many([p] * len(uniq), uniq), counts.astype(np.float64)))
+            inverses.append(inverse.reshape(-1))
+        groupings = group_products(
+            problems, min_groups=c.min_groups, max_groups=c.max_groups, sample_size=c.silhouette_sample_size,
+            max_iterations=c.max_iterations, seed=c.seed, min_group_size=spec.privacy.min_group_size, keys=chunk,
+            chunk=CLUSTER_CHUNK,
+        )
+        for p, grouping, inverse in zip(chunk, groupings, inverses):
+            for g in range(len(grouping.centroids)):
+                group_rows.append({
+                    "product_id": p, "group_id": g, "size": int(grouping.sizes[g]),
+                    "centroid": grouping.centroids[g].tolist(),
+                    "representatives": [r.tolist() for r in grouping.representatives[g]],
+                    "silhouette": float(grouping.silhouette), "k_chosen": int(grouping.k_chosen),
+                    "privacy_merges": int(grouping.merged),
+                })
+            assignment_frames.append(pd.DataFrame({
+                "product_id": p, "user_id": user_ids[product_rows[p]], "group_id": grouping.labels[inverse],
+            }))
+        ctx.progress(start + len(chunk), len(mine))
     shard = ctx.shard_store
     _write_parquet(shard, C.GROUPS, pd.DataFrame(group_rows, columns=_GROUP_COLUMNS))
     frame = pd.concat(assignment_frames, ignore_index=True) if assignment_frames else pd.DataFrame(columns=["product_id", "user_id", "group_id"])
@@ -147,6 +151,7 @@ def cluster(ctx: JobContext) -> None:
     ctx.progress(len(mine), max(len(mine), 1), force=True)
 
 
+CLUSTER_CHUNK = 32  # products embedded and grouped together
 _GROUP_COLUMNS = ["product_id", "group_id", "size", "centroid", "representatives", "silhouette", "k_chosen", "privacy_merges"]
 
 

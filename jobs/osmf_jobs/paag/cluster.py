@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 REPRESENTATIVE_PERCENTILES = ((15, 2), (55, 3), (95, 5))
+PCA_COMPONENTS = 16  # K-means and silhouette run in each product's top principal components
 SILHOUETTE_STRUCTURE = 0.25  # Kaufman & Rousseeuw: below this there is no substantial structure
 
 
@@ -54,10 +55,28 @@ def _pad(problems: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tenso
     return X, W
 
 
-def _sq_dist(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """[B, N, d] x [B, K, d] -> [B, N, K] squared distances."""
-    d = (X * X).sum(-1, keepdim=True) - 2 * X @ C.transpose(1, 2) + (C * C).sum(-1)[:, None, :]
+def _sq_dist(X: torch.Tensor, C: torch.Tensor, x_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, N, d] x [B, K, d] -> [B, N, K] squared distances (x_sq: precomputed [B, N, 1] norms)."""
+    if x_sq is None:
+        x_sq = (X * X).sum(-1, keepdim=True)
+    d = x_sq - 2 * X @ C.transpose(1, 2) + (C * C).sum(-1)[:, None, :]
     return d.clamp_min_(0)
+
+
+def _principal_subspace(X: torch.Tensor, W: torch.Tensor, components: int) -> torch.Tensor:
+    """Each problem's points in its own top principal components (weighted), [B, N, r].
+
+    Segment structure lives in a few directions; K-means and silhouette there cost a fraction of
+    the full width and find the same groups. Centroids and labels are then made in the full space.
+    """
+    if X.shape[-1] <= components:
+        return X
+    mass = W.sum(1).clamp_min(1e-12)
+    mean = (W[..., None] * X).sum(1) / mass[:, None]
+    centred = (X - mean[:, None, :]) * (W > 0)[..., None]
+    cov = (centred * W[..., None]).transpose(1, 2) @ centred / mass[:, None, None]
+    _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
+    return centred @ vectors[..., -components:]
 
 
 def _kmeanspp(X: torch.Tensor, W: torch.Tensor, k: int, uniforms: torch.Tensor) -> torch.Tensor:
@@ -82,19 +101,34 @@ def _kmeanspp(X: torch.Tensor, W: torch.Tensor, k: int, uniforms: torch.Tensor) 
     return C
 
 
-def _lloyd(X: torch.Tensor, W: torch.Tensor, C: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _lloyd(X: torch.Tensor, W: torch.Tensor, C: torch.Tensor, max_iterations: int, tol: float = 1e-4
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lloyd iterations for every problem at once. A problem leaves the batch when its labels stop
+    changing or its centroids move less than `tol` x its mean per-dimension variance (scikit-learn's
+    criterion)."""
     k = C.shape[1]
-    labels = None
+    C = C.clone()
+    x_sq = (X * X).sum(-1, keepdim=True)
+    mass_all = W.sum(1).clamp_min(1e-12)
+    mean = (W[..., None] * X).sum(1) / mass_all[:, None]
+    variance = ((W[..., None] * (X - mean[:, None]) ** 2).sum(1) / mass_all[:, None]).mean(-1)  # [B]
+    labels = torch.full(X.shape[:2], -1, dtype=torch.long)
+    active = torch.arange(X.shape[0])
     for _ in range(max_iterations):
-        new = _sq_dist(X, C).argmin(-1)
-        if labels is not None and torch.equal(new, labels):
+        if len(active) == 0:
             break
-        labels = new
-        onehot = torch.nn.functional.one_hot(labels, k).float() * W[..., None]  # [B, N, K]
+        Xa, Wa = X[active], W[active]
+        new = _sq_dist(Xa, C[active], x_sq[active]).argmin(-1)
+        changed = (new != labels[active]).any(1)
+        labels[active] = new
+        onehot = torch.nn.functional.one_hot(new, k).float() * Wa[..., None]  # [B, N, K]
         mass = onehot.sum(1)  # [B, K]
-        sums = onehot.transpose(1, 2) @ X  # [B, K, d]
-        C = torch.where(mass[..., None] > 0, sums / mass.clamp_min(1e-12)[..., None], C)
-    dist = _sq_dist(X, C)
+        sums = onehot.transpose(1, 2) @ Xa  # [B, K, d]
+        updated = torch.where(mass[..., None] > 0, sums / mass.clamp_min(1e-12)[..., None], C[active])
+        shift = ((updated - C[active]) ** 2).sum((1, 2))
+        C[active] = updated
+        active = active[changed & (shift > tol * variance[active])]
+    dist = _sq_dist(X, C, x_sq)
     labels = dist.argmin(-1)
     inertia = (dist.min(-1).values * W).sum(1)
     return C, labels, inertia
@@ -149,7 +183,7 @@ def _nearest(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
 
 
 def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int, min_group_size: int,
-            sample: np.ndarray) -> Grouping:
+            sample: np.ndarray, sample_dist: torch.Tensor | None = None) -> Grouping:
     """Privacy floor, renumbering by size, representatives, final silhouette."""
     k_chosen = k
     cents = np.stack([np.average(points[labels == g], axis=0, weights=weights[labels == g]) for g in range(k)]).astype(np.float32)
@@ -181,8 +215,10 @@ def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int,
     reps = np.stack([_representatives(points[labels == g], weights[labels == g], cents[g]) for g in range(len(cents))])
     silhouette = float("nan")
     if len(cents) > 1 and len(sample) > 2:
-        xs = points[sample]
-        D = torch.cdist(torch.from_numpy(xs[None].astype(np.float32)), torch.from_numpy(xs[None].astype(np.float32)))
+        if sample_dist is None:
+            xs = torch.from_numpy(points[sample][None].astype(np.float32))
+            sample_dist = torch.cdist(xs, xs)[0]
+        D = sample_dist[None]
         lab = torch.from_numpy(labels[sample][None])
         silhouette = float(_silhouette(D, lab, torch.ones_like(lab, dtype=torch.bool), len(cents))[0])
     return Grouping(labels.astype(np.int64), cents.astype(np.float32), sizes.astype(np.int64), silhouette, reps,
@@ -225,6 +261,7 @@ def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_gro
                                  min_group_size, samples[i])
         if solvable:
             X, W = _pad([problems[i] for i in solvable])
+            X = _principal_subspace(X, W, PCA_COMPONENTS)
             Wr = W.repeat(n_init, 1)
             Xr = X.repeat(n_init, 1, 1)
             S = max(len(samples[i]) for i in solvable)
@@ -261,7 +298,9 @@ def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_gro
                 if len(present) < k:  # an empty cluster: renumber
                     labels = np.searchsorted(present, labels)
                     k = len(present)
-                out[i] = _finish(np.asarray(x, np.float32), np.asarray(w, np.float64), labels, k, min_group_size, samples[i])
+                m = len(samples[i])
+                out[i] = _finish(np.asarray(x, np.float32), np.asarray(w, np.float64), labels, k, min_group_size, samples[i],
+                                 D[b, :m, :m])
         done += len(ids)
         if progress:
             progress(done, len(problems))

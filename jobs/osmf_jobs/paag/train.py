@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from osmf_jobs import metrics as M
 
@@ -146,7 +147,7 @@ def train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features, 
                                   local[cells["pair"][cell_idx]], cells["creative"][cell_idx])
             ci = torch.from_numpy(cell_idx)
             n, k = n_t[ci], k_t[ci]
-            loss = (k * F_softplus(-logits) + (n - k) * F_softplus(logits)).sum() / n.sum()
+            loss = (k * F.softplus(-logits) + (n - k) * F.softplus(logits)).sum() / n.sum()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -167,10 +168,6 @@ def train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features, 
         metrics["heldout_ctr"] = float(test.clicked.mean())
     model.creative_mean, model.creative_std = mu, sd  # for export
     return model, metrics
-
-
-def F_softplus(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.softplus(x)
 
 
 def predict_logits(model: PreferenceModel, tuples: np.ndarray, features: Features, imp: Impressions,
