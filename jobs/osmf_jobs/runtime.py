@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -218,6 +219,7 @@ def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -
     args = argument_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    ctx: JobContext | None = None
     try:
         text = sys.stdin.read() if args.config == "-" else Path(args.config).read_text()
         ctx = build_context(load_config(text))
@@ -233,4 +235,12 @@ def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -
             print(f"osmf: retriable failure: out of memory: {one_line(error)}", file=sys.stderr)
             sys.exit(RETRIABLE_EXIT_CODE)
         raise
+    finally:
+        remove_scratch(ctx)
     sys.exit(0)
+
+
+def remove_scratch(ctx: JobContext | None) -> None:
+    """Local runs share /tmp with everything else: downloads and caches must not outlive the job."""
+    if ctx is not None and "scratch" in ctx.__dict__:  # the cached_property was used
+        shutil.rmtree(ctx.scratch, ignore_errors=True)

@@ -127,3 +127,26 @@ def test_one_shard_gives_the_same_groups_as_two(tiny_grouping_artifact, tiny_wor
     one = pd.read_parquet(run / "groups.parquet")
     two = pd.read_parquet(tiny_grouping_artifact / "groups.parquet")
     assert one.groupby("product_id").size().to_dict() == two.groupby("product_id").size().to_dict()
+
+
+@pytest.mark.parametrize("outcome", ["succeeds", "invalid"])
+def test_run_job_removes_its_scratch_directory(outcome, tmp_path, monkeypatch):
+    from osmf_jobs import runtime
+
+    monkeypatch.setattr(runtime.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(job_config("AudienceGrouping", tiny_grouping_spec(tmp_path), "merge", tmp_path / "run", {}))
+    used = []
+
+    def main(ctx):
+        (ctx.scratch / "download.bin").write_bytes(b"x" * 1024)
+        used.append(ctx.scratch)
+        if outcome == "invalid":
+            raise InvalidInput("spec.data.uri: nothing there")
+
+    with pytest.raises(SystemExit) as exited:
+        runtime.run_job(main, ["--config", str(config)])
+    assert exited.value.code == (0 if outcome == "succeeds" else 65)
+    assert used and not used[0].exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
