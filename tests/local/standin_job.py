@@ -36,7 +36,10 @@ def main(ctx: JobContext) -> None:
     if ctx.step_is_sharded:
         ctx.shard_store.write_json("part.json", {"shard": ctx.shard_index})
         return
-    ctx.store.write_json(f"{ctx.step}.json", {"step": ctx.step, "inputs": sorted(ctx.config.inputs)})
+    for index in range(ctx.shard_count):  # as the real merges do: every shard of the resource's count
+        if ctx.step == "merge" and not ctx.store.exists(f"shards/{index}/part.json"):
+            raise InvalidInput(f"shard {index} of {ctx.shard_count} did not finish")
+    ctx.store.write_json(f"{ctx.step}.json", {"step": ctx.step, "inputs": sorted(ctx.config.inputs), "shards": ctx.shard_count})
     if ctx.step == KINDS[ctx.config.kind].steps[-1].name:
         ctx.write_manifest({"auroc": 0.75, "pairs": 10, "eval_loss": 1.5, "win_rate": 0.6, "images": 4})
 

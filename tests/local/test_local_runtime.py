@@ -71,6 +71,7 @@ def test_pipeline_runs_in_dependency_order_and_writes_the_artifact_layout(tmp_pa
     manifest = open_store(output.uri).read_json("manifest.json")
     assert manifest["inputHash"] == grouping.status.artifacts.input_hash
     assert {f["path"] for f in manifest["files"]} >= {"train.json", "merge.json", "shards/0/part.json", "shards/1/part.json"}
+    assert open_store(output.uri).read_json("merge.json")["shards"] == 2  # the merge knows how many to merge
     campaign = next(r for r in result.resources if r.kind == "AdImageCampaign")
     assert {a.name for a in campaign.status.artifacts.inputs} == {"grouping", "data", "generator", "reward", "policy"}
     assert condition(campaign, "Succeeded") == ("True", "Succeeded")

@@ -68,6 +68,13 @@ def test_succeeded_step_starts_the_next_one_sharded():
     assert decision.status.run.completed_steps == ["train"]
 
 
+def test_merge_runs_one_pod_and_is_told_how_many_shards_to_merge():
+    res, plan = grouping_plan(resource("AudienceGrouping", shards=4))
+    decision = decide(observe(res, plan, jobs=[job(plan, s, "Succeeded") for s in ("train", "cluster")]), NOW)
+    (request,) = decision.create_jobs
+    assert request.step.name == "merge" and request.shards == 1 and request.config["shards"] == 4
+
+
 def test_manifest_after_the_last_step_means_succeeded_with_metrics_and_artifacts():
     res, plan = grouping_plan()
     jobs = [job(plan, s, "Succeeded") for s in ("train", "cluster", "merge")]

@@ -142,7 +142,7 @@ def build_job_config(obs: Observed, plan: RunPlan, step: Step) -> dict[str, Any]
         },
         spec=resource.spec.wire(),
         step=step.name,
-        shards=getattr(resource.spec, "shards", 1) if step.sharded else 1,
+        shards=getattr(resource.spec, "shards", 1),  # every step: merge needs the count it merges
         run={"uri": plan.run_uri, "inputHash": plan.input_hash},
         inputs=plan.inputs,
         code_version=obs.code_version,
@@ -157,7 +157,7 @@ def job_request(obs: Observed, plan: RunPlan, step: Step) -> JobRequest:
         name=job_name(obs.resource, step.name, plan.input_hash),
         kind=obs.resource.kind,
         step=step,
-        shards=config["shards"],
+        shards=config["shards"] if step.sharded else 1,  # pods of this step
         config=config,
         resources=spec.resources,
         run_policy=spec.run_policy,
