@@ -4,10 +4,13 @@
 points are a product's distinct preference embeddings, the weights how many users share each —
 and solves them together, a chunk of products at a time, in padded tensors:
 
-1. weighted K-means (k-means++ seeding, Lloyd iterations until no label changes, best of
-   `n_init` restarts) for every K in [minGroups, maxGroups], all products and restarts at once;
-2. silhouette per K on a sample of at most `sample_size` users per product, from one pairwise
-   distance matrix per product shared by all K (exact silhouette is O(n²));
+1. on a sample of at most `sample_size` users per product (its distinct points, weighted by how
+   often each was drawn), in the product's top principal components: weighted K-means (k-means++
+   seeding, Lloyd iterations until labels settle, best of `n_init` restarts) for every K in
+   [minGroups, maxGroups], all products and restarts at once;
+2. silhouette of every K on that sample, from one pairwise distance matrix per product read once
+   for all K (exact silhouette is O(n²)); the chosen K's centroids are then refined by Lloyd
+   iterations on all of the product's points;
 3. per product: K with the best silhouette (with minGroups 1, K = 1 unless some K >= 2 reaches
    SILHOUETTE_STRUCTURE); fewer users than minGroups x minGroupSize -> one group;
 4. the privacy floor: the smallest group under `min_group_size` users merges into the group with
@@ -89,16 +92,28 @@ def _kmeanspp(X: torch.Tensor, W: torch.Tensor, k: int, uniforms: torch.Tensor) 
         target = (u * cdf[:, -1]).clamp_max(cdf[:, -1] * (1 - 1e-7))[:, None]
         return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_max(X.shape[1] - 1)
 
+    x_sq = (X * X).sum(-1, keepdim=True)
     first = draw(W, uniforms[:, 0])
     C = X[rows, first][:, None, :]
-    best = _sq_dist(X, C)[..., 0]
+    best = _sq_dist(X, C, x_sq)[..., 0]
     for j in range(1, k):
         prob = W * best
         prob = torch.where(prob.sum(1, keepdim=True) > 0, prob, W)
         nxt = draw(prob, uniforms[:, j])
         C = torch.cat([C, X[rows, nxt][:, None, :]], dim=1)
-        best = torch.minimum(best, _sq_dist(X, C[:, -1:, :])[..., 0])
+        best = torch.minimum(best, _sq_dist(X, C[:, -1:, :], x_sq)[..., 0])
     return C
+
+
+def _argmin_over_clusters(scores: torch.Tensor) -> torch.Tensor:
+    """argmin over axis 1 of [B, K, N] for small K: K - 1 elementwise passes, each contiguous along N
+    (torch's own argmin over a short axis is an order of magnitude slower here); first minimum wins."""
+    best, index = scores[:, 0], torch.zeros(scores.shape[0], scores.shape[2], dtype=torch.long)
+    for j in range(1, scores.shape[1]):
+        better = scores[:, j] < best
+        best = torch.where(better, scores[:, j], best)
+        index.masked_fill_(better, j)
+    return index
 
 
 def _lloyd(X: torch.Tensor, W: torch.Tensor, C: torch.Tensor, max_iterations: int, tol: float = 1e-4
@@ -108,36 +123,52 @@ def _lloyd(X: torch.Tensor, W: torch.Tensor, C: torch.Tensor, max_iterations: in
     criterion)."""
     k = C.shape[1]
     C = C.clone()
-    x_sq = (X * X).sum(-1, keepdim=True)
     mass_all = W.sum(1).clamp_min(1e-12)
     mean = (W[..., None] * X).sum(1) / mass_all[:, None]
     variance = ((W[..., None] * (X - mean[:, None]) ** 2).sum(1) / mass_all[:, None]).mean(-1)  # [B]
     labels = torch.full(X.shape[:2], -1, dtype=torch.long)
     active = torch.arange(X.shape[0])
+    clusters = torch.arange(k)[None, :, None]
+    Xa, XTa, Wa = X, X.transpose(1, 2).contiguous(), W
     for _ in range(max_iterations):
         if len(active) == 0:
             break
-        Xa, Wa = X[active], W[active]
-        new = _sq_dist(Xa, C[active], x_sq[active]).argmin(-1)
+        Ca = C[active]
+        # argmin over K of |c|^2 - 2<c, x> (|x|^2 is the same for every K of a point), laid out
+        # [B, K, N] so the reduction runs over the short outer axis, vectorised along N.
+        new = _argmin_over_clusters(torch.baddbmm((Ca * Ca).sum(-1)[..., None], Ca, XTa, alpha=-2))  # [B, N]
         changed = (new != labels[active]).any(1)
         labels[active] = new
-        onehot = torch.nn.functional.one_hot(new, k).float() * Wa[..., None]  # [B, N, K]
-        mass = onehot.sum(1)  # [B, K]
-        sums = onehot.transpose(1, 2) @ Xa  # [B, K, d]
-        updated = torch.where(mass[..., None] > 0, sums / mass.clamp_min(1e-12)[..., None], C[active])
-        shift = ((updated - C[active]) ** 2).sum((1, 2))
+        members = (new[:, None, :] == clusters).to(X.dtype) * Wa[:, None, :]  # [B, K, N], weighted
+        mass = members.sum(-1)  # [B, K]
+        updated = torch.where(mass[..., None] > 0, (members @ Xa) / mass.clamp_min(1e-12)[..., None], Ca)
+        shift = ((updated - Ca) ** 2).sum((1, 2))
         C[active] = updated
-        active = active[changed & (shift > tol * variance[active])]
-    dist = _sq_dist(X, C, x_sq)
+        keep = changed & (shift > tol * variance[active])
+        if not bool(keep.all()):  # gather the still-active problems only when some left
+            active = active[keep]
+            Xa, XTa, Wa = Xa[keep], XTa[keep], Wa[keep]
+    dist = _sq_dist(X, C)
     labels = dist.argmin(-1)
     inertia = (dist.min(-1).values * W).sum(1)
     return C, labels, inertia
 
 
+def _silhouettes(D: torch.Tensor, labelings: list[tuple[torch.Tensor, int]], valid: torch.Tensor) -> list[torch.Tensor]:
+    """Mean silhouette per problem of several labelings ([B, S] labels, K) in one pass over D [B, S, S]
+    (D is the big operand: reading it once for every K is most of the cost)."""
+    onehots = [torch.nn.functional.one_hot(labels, k).float() * valid[..., None] for labels, k in labelings]
+    sums = torch.split(D @ torch.cat(onehots, dim=-1), [k for _, k in labelings], dim=-1)
+    return [_silhouette_from_sums(part, onehot, valid) for part, onehot in zip(sums, onehots)]
+
+
 def _silhouette(D: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
     """Mean silhouette per problem. D [B, S, S] distances, labels [B, S], valid [B, S] bool."""
-    onehot = torch.nn.functional.one_hot(labels, k).float() * valid[..., None]
-    sums = D @ onehot  # [B, S, K]: distance to each cluster's members
+    return _silhouettes(D, [(labels, k)], valid)[0]
+
+
+def _silhouette_from_sums(sums: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """sums [B, S, K]: each sample point's summed distance to each cluster's members."""
     counts = onehot.sum(1, keepdim=True)  # [B, 1, K]
     own = onehot.bool()
     own_count = (counts * onehot).sum(-1)  # [B, S]
@@ -163,12 +194,13 @@ def _sample_users(weights: np.ndarray, size: int, rng: np.random.Generator) -> n
 def _representatives(points: np.ndarray, weights: np.ndarray, centroid: np.ndarray) -> np.ndarray:
     dist = np.linalg.norm(points - centroid, axis=1)
     user_dist = np.repeat(dist, np.asarray(weights).astype(np.int64))
+    targets = np.percentile(user_dist, [pct for pct, _ in REPRESENTATIVE_PERCENTILES])  # one sort for all three
     reps = []
-    for pct, count in REPRESENTATIVE_PERCENTILES:
-        target = np.percentile(user_dist, pct)
-        order = np.argsort(np.abs(dist - target), kind="stable")
-        picks = [order[i % len(order)] for i in range(count)]
-        reps += [points[i] for i in picks]
+    for target, (_, count) in zip(targets, REPRESENTATIVE_PERCENTILES):
+        gap = np.abs(dist - target)
+        nearest = np.argpartition(gap, count)[:count] if len(gap) > count else np.arange(len(gap))
+        order = nearest[np.lexsort((nearest, gap[nearest]))]  # by gap, ties by index
+        reps += [points[order[i % len(order)]] for i in range(count)]
     return np.stack(reps).astype(np.float32)
 
 
@@ -183,8 +215,9 @@ def _nearest(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
 
 
 def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int, min_group_size: int,
-            sample: np.ndarray, sample_dist: torch.Tensor | None = None) -> Grouping:
-    """Privacy floor, renumbering by size, representatives, final silhouette."""
+            sample: np.ndarray, with_silhouette: bool = True) -> Grouping:
+    """Privacy floor, renumbering by size, representatives, final silhouette (unless the caller
+    computes it, batched)."""
     k_chosen = k
     cents = np.stack([np.average(points[labels == g], axis=0, weights=weights[labels == g]) for g in range(k)]).astype(np.float32)
     merged = 0
@@ -214,15 +247,23 @@ def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int,
     labels, cents, sizes = rank[labels], cents[order], sizes[order]
     reps = np.stack([_representatives(points[labels == g], weights[labels == g], cents[g]) for g in range(len(cents))])
     silhouette = float("nan")
-    if len(cents) > 1 and len(sample) > 2:
-        if sample_dist is None:
-            xs = torch.from_numpy(points[sample][None].astype(np.float32))
-            sample_dist = torch.cdist(xs, xs)[0]
-        D = sample_dist[None]
+    if with_silhouette and len(cents) > 1 and len(sample) > 2:
+        xs = torch.from_numpy(points[sample][None].astype(np.float32))
+        D = torch.cdist(xs, xs)
         lab = torch.from_numpy(labels[sample][None])
         silhouette = float(_silhouette(D, lab, torch.ones_like(lab, dtype=torch.bool), len(cents))[0])
     return Grouping(labels.astype(np.int64), cents.astype(np.float32), sizes.astype(np.int64), silhouette, reps,
                     k_chosen, merged)
+
+
+def _final_silhouettes(out: list, solvable: list[int], sidx: torch.Tensor, svalid: torch.Tensor, D: torch.Tensor) -> None:
+    """The final groupings' silhouettes on the sample, for a chunk at once (one distance matrix per product)."""
+    labels = torch.stack([torch.from_numpy(out[i].labels)[sidx[b]] for b, i in enumerate(solvable)])
+    k = max(len(out[i].sizes) for i in solvable)
+    scores = _silhouette(D, labels, svalid, k)
+    for b, i in enumerate(solvable):
+        if len(out[i].sizes) > 1 and int(svalid[b].sum()) > 2:
+            out[i] = dataclasses.replace(out[i], silhouette=float(scores[b]))
 
 
 def _stream(seed: int, key: str) -> np.random.Generator:
@@ -262,8 +303,6 @@ def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_gro
         if solvable:
             X, W = _pad([problems[i] for i in solvable])
             X = _principal_subspace(X, W, PCA_COMPONENTS)
-            Wr = W.repeat(n_init, 1)
-            Xr = X.repeat(n_init, 1, 1)
             S = max(len(samples[i]) for i in solvable)
             sidx = torch.zeros(len(solvable), S, dtype=torch.long)
             svalid = torch.zeros(len(solvable), S, dtype=torch.bool)
@@ -272,21 +311,34 @@ def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_gro
                 svalid[b, : len(samples[i])] = True
             Xs = torch.gather(X, 1, sidx[..., None].expand(-1, -1, X.shape[-1]))
             D = torch.cdist(Xs, Xs)
-            best_labels, best_score, best_k = None, None, None
+            # The search over K and restarts runs on the silhouette sample's distinct points (weighted by
+            # how often each was drawn): the same users silhouette judges, at a fraction of the points.
+            # The chosen K is then refined on all points from the sample's centroids (a few iterations).
+            Xq, Wq = _pad([(X[b, np.unique(samples[i])].numpy(), np.bincount(samples[i])[np.unique(samples[i])])
+                           for b, i in enumerate(solvable)])
+            Xqr, Wqr = Xq.repeat(n_init, 1, 1), Wq.repeat(n_init, 1)
+            best_centroids, sample_labels = {}, []
             for k in range(k_lo, k_hi + 1):
                 u = torch.from_numpy(np.stack([seeds_all[i][k - k_lo] for i in solvable]))  # [B, n_init, k_hi]
-                C0 = _kmeanspp(Xr, Wr, k, u.transpose(0, 1).reshape(n_init * len(solvable), -1))
-                _, labels, inertia = _lloyd(Xr, Wr, C0, max_iterations)
+                C0 = _kmeanspp(Xqr, Wqr, k, u.transpose(0, 1).reshape(n_init * len(solvable), -1))
+                C, _, inertia = _lloyd(Xqr, Wqr, C0, max_iterations)
                 pick = inertia.view(n_init, len(solvable)).argmin(0)
-                labels = labels.view(n_init, len(solvable), -1)[pick, torch.arange(len(solvable))]
-                score = _silhouette(D, torch.gather(labels, 1, sidx), svalid, k)
+                C = C.view(n_init, len(solvable), k, -1)[pick, torch.arange(len(solvable))]
+                best_centroids[k] = C
+                sample_labels.append((_sq_dist(Xs, C).argmin(-1), k))
+            best_score, best_k = None, None
+            for (_, k), score in zip(sample_labels, _silhouettes(D, sample_labels, svalid)):
                 if best_score is None:
-                    best_labels, best_score, best_k = labels.clone(), score, torch.full_like(score, k, dtype=torch.long)
+                    best_score, best_k = score, torch.full_like(score, k, dtype=torch.long)
                 else:
                     better = score > best_score
-                    best_labels = torch.where(better[:, None], labels, best_labels)
                     best_k = torch.where(better, torch.full_like(best_k, k), best_k)
                     best_score = torch.maximum(score, best_score)
+            best_labels = torch.zeros(X.shape[:2], dtype=torch.long)
+            for k in best_k.unique().tolist():
+                rows = torch.nonzero(best_k == k).squeeze(1)
+                _, labels, _ = _lloyd(X[rows], W[rows], best_centroids[k][rows], max_iterations)
+                best_labels[rows] = labels
             for b, i in enumerate(solvable):
                 x, w = problems[i]
                 n = len(x)
@@ -298,9 +350,9 @@ def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_gro
                 if len(present) < k:  # an empty cluster: renumber
                     labels = np.searchsorted(present, labels)
                     k = len(present)
-                m = len(samples[i])
                 out[i] = _finish(np.asarray(x, np.float32), np.asarray(w, np.float64), labels, k, min_group_size, samples[i],
-                                 D[b, :m, :m])
+                                 with_silhouette=False)
+            _final_silhouettes(out, solvable, sidx, svalid, D)
         done += len(ids)
         if progress:
             progress(done, len(problems))
