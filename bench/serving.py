@@ -68,12 +68,13 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
     campaign.mkdir(parents=True, exist_ok=True)
     vocab = {a: [str(v) for v in values] for a, values in ATTRIBUTES.items()}  # the demo allows every attribute
     torch.manual_seed(seed)
-    model = PreferenceModel([len(v) for v in vocab.values()], text_dim=384, image_token_dim=128, creative_dim=64, d=128)
+    model = PreferenceModel([len(v) for v in vocab.values()], text_dim=384, image_token_dim=128, creative_dim=64, d=128,
+                            n_products=products, n_categories=4)
     ids = [f"p{i:04d}" for i in range(products)]
     arrays = export_arrays(
         model, rng.normal(size=(products, 16, 384)).astype(np.float32), rng.random((products, 16)) < 0.7,
         rng.normal(size=(products, 16, 128)).astype(np.float32), np.zeros((0, 64), np.float32),
-        np.zeros(64, np.float32), np.ones(64, np.float32),
+        np.zeros(64, np.float32), np.ones(64, np.float32), rng.integers(1, 5, size=products),
     )
     config = {"attributes": list(vocab), "vocab": vocab, "products": ids, "creatives": []}
     (grouping / CONFIG).write_text(json.dumps(config))

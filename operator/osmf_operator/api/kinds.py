@@ -54,8 +54,9 @@ class PreferenceModelSpec(ApiModel):
         description="Title encoder: a Hugging Face model directory (s3://, file://) or builtin:all-MiniLM-L6-v2.",
     )
     image_encoder: str = Field(
-        default="builtin:resnet-tiny", min_length=1, max_length=1024,
-        description="Image encoder: a Hugging Face ResNet/CLIP vision directory (s3://, file://) or builtin:resnet-tiny.",
+        default="builtin:image-stats", min_length=1, max_length=1024,
+        description="Image encoder: a Hugging Face ResNet/CLIP vision/ViT directory (s3://, file://), builtin:image-stats "
+                    "(weight-free colour and texture statistics) or builtin:resnet-tiny (random weights, for tests).",
     )
     embedding_dim: int = Field(default=128, ge=8, le=1024, description="Width of the preference embedding.")
     epochs: int = Field(default=4, ge=1, le=100, description="Passes over the training impressions.")
