@@ -88,12 +88,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return fail(f"synthetic world generation failed (exit {code})", code)
     code, run = run_local(demo_resources(world.as_uri()), str(root), console)
     grouping, campaign = output_uri(run, "AudienceGrouping"), output_uri(run, "AdImageCampaign")
+    evaluation = root / "evaluation"  # measured against the world's truth, which no stage reads
+    evaluation.mkdir(parents=True, exist_ok=True)
     if (world / "truth").exists() and grouping:
-        console.print("[bold]Grouping against the world's truth[/]")
-        run_job_tool("osmf_jobs.synth.evaluate", [str(world), grouping])
+        console.print(f"[bold]Grouping against the world's truth[/] ({evaluation / 'grouping.json'})")
+        code = code or run_job_tool("osmf_jobs.synth.evaluate", [str(world), grouping, "--out", str(evaluation / "grouping.json")])
     if (world / "truth").exists() and campaign:
-        console.print("[bold]Expected CTR lift of the campaign (true click model)[/]")
-        run_job_tool("osmf_jobs.campaign.lift", ["--world", str(world), "--campaign", campaign])
+        console.print(f"[bold]Expected CTR lift of the campaign (true click model)[/] ({evaluation / 'campaign-lift.json'})")
+        code = code or run_job_tool("osmf_jobs.campaign.lift", ["--world", str(world), "--campaign", campaign,
+                                                                "--out", str(evaluation / "campaign-lift.json")])
         console.print(f"Campaign report: {campaign}/report.html")
     return code
 

@@ -30,6 +30,7 @@ import io
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -202,13 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--campaign", required=True, help="the AdImageCampaign run directory (URI or path)")
     parser.add_argument("--grouping", help="the AudienceGrouping run (default: the one campaign.json names)")
     parser.add_argument("--per-product", action="store_true", help="add each product's lift and image styles")
+    parser.add_argument("--out", help="also write the result as JSON here")
     args = parser.parse_args(argv)
     try:
         result = expected_lift(args.world, args.campaign, args.grouping, args.per_product)
     except LiftError as error:
         print(f"osmf lift: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
     return 0
 
 
