@@ -226,18 +226,30 @@ def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -
         main(ctx)
     except (InvalidInput, FileNotFoundError) as error:  # a missing file is the input's fault
         print(f"osmf: invalid input: {one_line(error)}", file=sys.stderr)
-        sys.exit(INVALID_INPUT_EXIT_CODE)
+        exit_with(INVALID_INPUT_EXIT_CODE)
     except (Retriable, StoreError, ConnectionError, TimeoutError) as error:
         print(f"osmf: retriable failure: {one_line(error)}", file=sys.stderr)
-        sys.exit(RETRIABLE_EXIT_CODE)
+        exit_with(RETRIABLE_EXIT_CODE)
     except BaseException as error:  # noqa: BLE001 - classify OOM, re-raise everything else
         if is_out_of_memory(error):
             print(f"osmf: retriable failure: out of memory: {one_line(error)}", file=sys.stderr)
-            sys.exit(RETRIABLE_EXIT_CODE)
+            exit_with(RETRIABLE_EXIT_CODE)
         raise
     finally:
         remove_scratch(ctx)
     sys.exit(0)
+
+
+EXIT_CODE_DIR_ENV = "OSMF_EXIT_CODE_DIR"
+
+
+def exit_with(code: int) -> None:
+    """Exit with a contract code; under `osmf_jobs.launch` also record it, since torchrun turns
+    any failed worker into exit 1."""
+    folder = os.environ.get(EXIT_CODE_DIR_ENV)
+    if folder:
+        Path(folder, f"rank-{os.environ.get('RANK', '0')}").write_text(str(code))
+    sys.exit(code)
 
 
 def remove_scratch(ctx: JobContext | None) -> None:

@@ -113,7 +113,7 @@ async def test_a_pipeline_applied_at_once_runs_in_dependency_order(cluster, data
 
     gmllm_job = cluster.jobs_of("GMLLMTraining", "gmllm")[0]
     (main,) = gmllm_job["spec"]["template"]["spec"]["containers"]
-    assert main["command"][:4] == ["torchrun", "--standalone", "--nnodes=1", "--nproc-per-node=8"]
+    assert main["command"][:6] == ["python", "-m", "osmf_jobs.launch", "--standalone", "--nnodes=1", "--nproc-per-node=8"]
     assert main["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert gmllm_job["spec"]["template"]["spec"]["nodeSelector"] == GPU_SELECTOR
     (aggregate,) = cluster.jobs_of("GAIPDataset", "gaip", "aggregate")

@@ -261,9 +261,9 @@ GPU_SHAPES = {
     "grouping-cluster-sharded": (1, "cloud.google.com/gke-accelerator", ["python"], 4, True),
     "gmllm-pretrain-1gpu": (1, "cloud.google.com/gke-accelerator", ["python"], None, False),
     "gmllm-pretrain-8gpu": (8, "cloud.google.com/gke-accelerator",
-                            ["torchrun", "--standalone", "--nnodes=1", "--nproc-per-node=8"], None, False),
+                            ["python", "-m", "osmf_jobs.launch", "--standalone", "--nnodes=1", "--nproc-per-node=8"], None, False),
     "gmllm-reward-8gpu": (8, "cloud.google.com/gke-accelerator",
-                          ["torchrun", "--standalone", "--nnodes=1", "--nproc-per-node=8"], None, False),
+                          ["python", "-m", "osmf_jobs.launch", "--standalone", "--nnodes=1", "--nproc-per-node=8"], None, False),
     "campaign-generate-sharded": (1, "cloud.google.com/gke-accelerator", ["python"], 8, True),
 }
 
@@ -331,8 +331,8 @@ def test_multi_node_training_is_an_indexed_gang_behind_a_headless_service(varian
     assert spec["backoffLimit"] == 3 and "backoffLimitPerIndex" not in spec  # a torchrun gang fails together
     pod, main = pod_spec(job), container(job)
     assert pod["subdomain"] == svc and pod["nodeSelector"] == selector
-    assert main["command"][:5] == [
-        "torchrun", f"--nnodes={nodes}", f"--nproc-per-node={gpus}", "--node-rank=$(JOB_COMPLETION_INDEX)",
+    assert main["command"][:7] == [
+        "python", "-m", "osmf_jobs.launch", f"--nnodes={nodes}", f"--nproc-per-node={gpus}", "--node-rank=$(JOB_COMPLETION_INDEX)",
         f"--master-addr={request.name}-0.{svc}",
     ]
     assert env(main)["JOB_COMPLETION_INDEX"] == {

@@ -59,7 +59,7 @@ def test_every_job_command_and_config_is_accepted_by_its_job(rendered, tmp_path)
             command = container["command"] + container.get("args", [])
             if command[0] in ("bash", "sh"):  # multi-node launcher script: the job command is inside it
                 command = shlex.split(command[-1].split("exec ", 1)[-1])
-            module_at = command.index("-m") + 1
+            module_at = len(command) - command[::-1].index("-m")  # the job's, after the torchrun launcher's
             kind = job["metadata"]["labels"]["osmf.dev/kind"]
             assert command[module_at] == KINDS[kind].job_module
             args = argument_parser().parse_args(command[module_at + 1:])

@@ -4,7 +4,7 @@ Shapes (DESIGN §3, NOTES "Jobs"):
 - one pod: a plain Job;
 - a sharded step: an Indexed Job, completions = parallelism = shards, retries per index
   (`backoffLimitPerIndex`: shards are independent);
-- single-node multi-GPU: `torchrun --standalone --nproc-per-node=<gpus>`;
+- single-node multi-GPU: torchrun (through `osmf_jobs.launch`) `--standalone --nproc-per-node=<gpus>`;
 - multi-node: an Indexed Job of N pods whose `subdomain` is a headless Service; the rendezvous is
   `<job>-0.<service>` and the node rank is the completion index. A gang shares one `backoffLimit`.
 """
@@ -57,6 +57,10 @@ def rendezvous_service_name(job_name: str) -> str:
     return job_name if re.match(r"^[a-z]", job_name) else f"j{job_name}"[:63].rstrip("-")
 
 
+# torchrun behind a launcher that keeps the exit-code contract (torchrun makes every failure exit 1).
+TORCHRUN = ("python", "-m", "osmf_jobs.launch")
+
+
 def command(request: JobRequest, module: str) -> list[str]:
     entry = ["-m", module, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
     gpus = max(request.resources.gpus_per_node, 1) if uses_gpu(request) else 1
@@ -64,10 +68,10 @@ def command(request: JobRequest, module: str) -> list[str]:
     if not request.step.distributed or (nodes == 1 and gpus == 1):
         return ["python", *entry]
     if nodes == 1:
-        return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={gpus}", *entry]
+        return [*TORCHRUN, "--standalone", "--nnodes=1", f"--nproc-per-node={gpus}", *entry]
     service = rendezvous_service_name(request.name)
     return [
-        "torchrun", f"--nnodes={nodes}", f"--nproc-per-node={gpus}",
+        *TORCHRUN, f"--nnodes={nodes}", f"--nproc-per-node={gpus}",
         # Kubernetes expands $(VAR) from the container's env before the process starts.
         "--node-rank=$(JOB_COMPLETION_INDEX)",
         f"--master-addr={request.name}-0.{service}", f"--master-port={RENDEZVOUS_PORT}",
