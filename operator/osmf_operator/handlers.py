@@ -181,7 +181,11 @@ class Operator:
             invalid = "; ".join(spec_problems(resource, self.settings)) or None
         if invalid is None:
             self.remember_references(resource)
-            observed = self.observe(resource, now)
+            try:
+                observed = self.observe(resource, now)
+            except StoreError as error:
+                self.report_unreachable_store(body, resource, error, now)
+                raise
         else:
             observed = Observed(resource=resource, plan=Blocked("InvalidSpec", invalid, stalled=True),
                                 invalid_spec=invalid, code_version=self.settings.code_version)
@@ -194,6 +198,15 @@ class Operator:
         self.post_events(body, decision, now)
         self.metrics.set_stage(kind, namespace, name, decision.status.stage)
         return decision
+
+    def report_unreachable_store(self, body: dict[str, Any], resource: Resource, error: StoreError, now: datetime) -> None:
+        """A resource this generation has never been reported for says why it waits (the caller retries).
+        One already reported keeps its last status: a store blip must not flip a running stage."""
+        if resource.status.observed_generation == resource.metadata.generation:
+            return
+        blocked = Blocked("ArtifactStoreUnreachable", f"artifact store: {' '.join(str(error).split())}; retrying")
+        observed = Observed(resource=resource, plan=blocked, code_version=self.settings.code_version)
+        self.write_status(body, decide(observed, rfc3339(now)))
 
     # -- observe ----------------------------------------------------------------------------------
 

@@ -375,3 +375,36 @@ async def test_status_writes_carry_a_resource_version_precondition(cluster, data
         await asyncio.to_thread(operator.kube.patch_status, "AudienceGrouping", "default", "grouping",
                                 {"stage": "Bogus"}, stale["metadata"]["resourceVersion"])
     assert stage(cluster, "AudienceGrouping", "grouping") != "Bogus"
+
+
+async def test_an_unreachable_store_is_reported_in_status_and_retried(cluster, data_root, monkeypatch):
+    from osmf_operator import handlers
+    from osmf_operator.store import StoreError
+
+    real_open_store, broken = handlers.open_store, {"on": True}
+
+    class Unreachable:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def fingerprint(self):
+            raise StoreError(f"{self.inner.uri}: connection refused")
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    def open_store(uri):
+        store = real_open_store(uri)
+        return Unreachable(store) if broken["on"] and uri == data_root.as_uri() else store
+
+    monkeypatch.setattr(handlers, "open_store", open_store)
+    await cluster.start_operator()
+    await cluster.create(grouping(data_root))
+    _, _, message = await cluster.wait_condition("AudienceGrouping", "grouping", "Ready", "False", "ArtifactStoreUnreachable")
+    assert "connection refused" in message and "\n" not in message
+    status = cluster.get("AudienceGrouping", "grouping")["status"]
+    assert status["observedGeneration"] == 1 and status["stage"] == "Waiting"
+    assert cluster.jobs_of("AudienceGrouping", "grouping") == []
+    broken["on"] = False
+    await cluster.wait_job("AudienceGrouping", "grouping", "train")
+    await cluster.wait_condition("AudienceGrouping", "grouping", "Ready", "True")
