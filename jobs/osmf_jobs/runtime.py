@@ -220,23 +220,26 @@ def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     ctx: JobContext | None = None
+    code = 0
     try:
         text = sys.stdin.read() if args.config == "-" else Path(args.config).read_text()
         ctx = build_context(load_config(text))
         main(ctx)
     except (InvalidInput, FileNotFoundError) as error:  # a missing file is the input's fault
         print(f"osmf: invalid input: {one_line(error)}", file=sys.stderr)
-        exit_with(INVALID_INPUT_EXIT_CODE)
+        code = INVALID_INPUT_EXIT_CODE
     except (Retriable, StoreError, ConnectionError, TimeoutError) as error:
         print(f"osmf: retriable failure: {one_line(error)}", file=sys.stderr)
-        exit_with(RETRIABLE_EXIT_CODE)
+        code = RETRIABLE_EXIT_CODE
     except BaseException as error:  # noqa: BLE001 - classify OOM, re-raise everything else
-        if is_out_of_memory(error):
-            print(f"osmf: retriable failure: out of memory: {one_line(error)}", file=sys.stderr)
-            exit_with(RETRIABLE_EXIT_CODE)
-        raise
-    finally:
-        remove_scratch(ctx)
+        if not is_out_of_memory(error):
+            remove_scratch(ctx)
+            raise
+        print(f"osmf: retriable failure: out of memory: {one_line(error)}", file=sys.stderr)
+        code = RETRIABLE_EXIT_CODE
+    remove_scratch(ctx)
+    if code:
+        exit_with(code)
     sys.exit(0)
 
 
@@ -244,12 +247,19 @@ EXIT_CODE_DIR_ENV = "OSMF_EXIT_CODE_DIR"
 
 
 def exit_with(code: int) -> None:
-    """Exit with a contract code; under `osmf_jobs.launch` also record it, since torchrun turns
-    any failed worker into exit 1."""
+    """Exit with a contract code, at once. The work is over and its message printed; skipping the
+    interpreter's teardown avoids native thread pools aborting it mid-way ("terminate called
+    without an active exception", exit -6), which would turn a 65 into a retried crash. Under
+    `osmf_jobs.launch` the code is also recorded, since torchrun turns any failed worker into 1."""
     folder = os.environ.get(EXIT_CODE_DIR_ENV)
     if folder:
         Path(folder, f"rank-{os.environ.get('RANK', '0')}").write_text(str(code))
-    sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    hard_exit(code)
+
+
+hard_exit = os._exit  # tests running run_job in-process replace it
 
 
 def remove_scratch(ctx: JobContext | None) -> None:
