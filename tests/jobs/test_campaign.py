@@ -262,10 +262,12 @@ def test_campaign_runs_and_serves_from_s3(world, s3_server):
     store = open_store(uri)
     manifest, _ = read_manifest(store)
     listed = {f["path"] for f in manifest["files"]}
-    assert {"campaign.json", "report.html", "images/p02/onesize.png", "images/p02/0/0.png", "images/p02/0/1.png"} <= listed
+    assert {"campaign.json", "serving/campaign.json", "report.html", "images/p02/onesize.png", "images/p02/0/0.png",
+            "images/p02/0/1.png"} <= listed
     campaign = store.read_json("campaign.json")
     assert campaign["products"][0]["groups"][0]["image_uri"].startswith(uri + "/images/p02/0/")
-    model = GroupImagePredictor("campaign", storage_uri=uri)
+    assert store.child("serving").read_json("campaign.json") == campaign
+    model = GroupImagePredictor("campaign", storage_uri=uri + "/serving")  # what the operator sets: campaign.json alone
     model.load()
     assert model.predict({"instances": [{"product_id": "p02", "user": {}}]})["predictions"] == [
         {"group_id": 0, "image_uri": campaign["products"][0]["groups"][0]["image_uri"], "fallback": False}]

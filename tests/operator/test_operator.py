@@ -332,7 +332,7 @@ async def test_campaign_serving_mirrors_kserve_and_surfaces_broken_predictor_pod
     assert isvc["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
     (main,) = isvc["spec"]["predictor"]["containers"]
     env = {e["name"]: e.get("value") for e in main["env"]}
-    assert main["name"] == "kserve-container" and env["STORAGE_URI"] == config["run"]["uri"]
+    assert main["name"] == "kserve-container" and env["STORAGE_URI"] == config["run"]["uri"] + "/serving"
     assert env["OSMF_GROUPING_URI"] == cluster.get("AudienceGrouping", "grouping")["status"]["artifacts"]["output"]["uri"]
     assert cluster.condition("AdImageCampaign", "campaign", "Succeeded")[0] == "True"
     assert cluster.condition("AdImageCampaign", "campaign", "Ready")[:2] == ("False", "InferenceServiceNotReady")

@@ -414,7 +414,7 @@ def test_inference_service_has_a_custom_predictor_that_validates_against_kserve(
     (main,) = predictor["containers"]
     assert main["name"] == "kserve-container" and main["image"] == settings.images.predictor
     variables = env(main)
-    assert variables["STORAGE_URI"] == plan_for(res).run_uri and variables["STORAGE_URI"].startswith("s3://")
+    assert variables["STORAGE_URI"] == plan_for(res).run_uri + "/serving" and variables["STORAGE_URI"].startswith("s3://")
     assert variables["OSMF_GROUPING_URI"] == f"{ROOT}/default/audiencegrouping/grouping/89ab"
     assert variables["PROTOCOL"] == res.spec.serving.protocol
     limits = main["resources"]["limits"]

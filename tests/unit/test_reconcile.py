@@ -249,7 +249,7 @@ def campaign_done(service=None, serving=True):
 
 def test_campaign_serving_waits_for_the_inference_service():
     decision = campaign_done()
-    assert decision.apply_service is not None and decision.apply_service.storage_uri.endswith(decision.status.artifacts.input_hash[:16])
+    assert decision.apply_service is not None and decision.apply_service.storage_uri.endswith(decision.status.artifacts.input_hash[:16] + "/serving")
     assert conditions(decision)["Succeeded"][0] == "True"
     assert conditions(decision)["Ready"] == ("False", "InferenceServiceNotReady")
 

@@ -70,6 +70,7 @@ def merge(ctx: JobContext) -> None:
         "products": products,
     }
     ctx.store.write_json(C.CAMPAIGN_JSON, campaign)
+    ctx.store.write_json(f"{C.SERVING_DIR}/{C.CAMPAIGN_JSON}", campaign)
     metrics = campaign_metrics(products, spec.images_per_group)
     shown = [p["product_id"] for p in products[: C.REPORT_MAX_PRODUCTS]]
     profiles, note = defining_attributes(grouping, data, shown)

@@ -3,7 +3,8 @@
 The operator writes the manifest as a plain dict (it never imports `kserve`). The predictor image's
 entry point reads its configuration from the environment:
 
-- `STORAGE_URI`: the campaign's run directory; KServe's storage initializer copies it to /mnt/models
+- `STORAGE_URI`: the campaign run's `serving/` folder (campaign.json only; images are read by URI);
+  KServe's storage initializer copies it to /mnt/models
   (S3 credentials for that copy come from the predictor's ServiceAccount, KServe's convention);
 - `OSMF_GROUPING_URI`: the AudienceGrouping artifact that maps viewers to groups;
 - `PROTOCOL`: v1 or v2; `OSMF_MODEL_NAME`: the name the model answers under.

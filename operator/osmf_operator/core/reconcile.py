@@ -296,7 +296,8 @@ class Reconciler:
         name = service_name(self.resource)
         grouping = plan.inputs.get("grouping")
         self.decision.apply_service = ServiceRequest(
-            name=name, storage_uri=plan.run_uri, grouping_uri=grouping.uri if grouping else "", serving=self.resource.spec.serving,
+            name=name, storage_uri=f"{plan.run_uri}/serving",  # campaign.json alone (the job writes it there)
+            grouping_uri=grouping.uri if grouping else "", serving=self.resource.spec.serving,
         )
         self.remember_child("InferenceService", name, None)
         svc = self.obs.service
