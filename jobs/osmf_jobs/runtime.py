@@ -238,18 +238,16 @@ def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -
         print(f"osmf: retriable failure: out of memory: {one_line(error)}", file=sys.stderr)
         code = RETRIABLE_EXIT_CODE
     remove_scratch(ctx)
-    if code:
-        exit_with(code)
-    sys.exit(0)
+    exit_with(code)
 
 
 EXIT_CODE_DIR_ENV = "OSMF_EXIT_CODE_DIR"
 
 
 def exit_with(code: int) -> None:
-    """Exit with a contract code, at once. The work is over and its message printed; skipping the
-    interpreter's teardown avoids native thread pools aborting it mid-way ("terminate called
-    without an active exception", exit -6), which would turn a 65 into a retried crash. Under
+    """Exit with a contract code, at once. The work is over (outputs written, the message printed);
+    skipping the interpreter's teardown avoids native thread pools aborting it mid-way ("terminate
+    called without an active exception", exit -6), which turned a 65 into a retried crash. Under
     `osmf_jobs.launch` the code is also recorded, since torchrun turns any failed worker into 1."""
     folder = os.environ.get(EXIT_CODE_DIR_ENV)
     if folder:
