@@ -37,4 +37,5 @@ def build_word_tokenizer(vocabulary: Iterable[str], model_max_length: int = 512)
         extra_special_tokens={"image_token": IMAGE},
         model_max_length=model_max_length,
         padding_side="left",
+        clean_up_tokenization_spaces=True,  # decode "warm palette, dim lighting", not "warm palette , dim lighting"
     )
