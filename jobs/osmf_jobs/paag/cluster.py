@@ -66,20 +66,22 @@ def _sq_dist(X: torch.Tensor, C: torch.Tensor, x_sq: torch.Tensor | None = None)
     return d.clamp_min_(0)
 
 
-def _principal_subspace(X: torch.Tensor, W: torch.Tensor, components: int) -> torch.Tensor:
-    """Each problem's points in its own top principal components (weighted), [B, N, r].
+def _principal_subspace(X: torch.Tensor, W: torch.Tensor, components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean [B, d], basis [B, d, r]): each problem's top principal components of (X, W).
 
     Segment structure lives in a few directions; K-means and silhouette there cost a fraction of
     the full width and find the same groups. Centroids and labels are then made in the full space.
     """
-    if X.shape[-1] <= components:
-        return X
     mass = W.sum(1).clamp_min(1e-12)
     mean = (W[..., None] * X).sum(1) / mass[:, None]
     centred = (X - mean[:, None, :]) * (W > 0)[..., None]
     cov = (centred * W[..., None]).transpose(1, 2) @ centred / mass[:, None, None]
     _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
-    return centred @ vectors[..., -components:]
+    return mean, vectors[..., -components:]
+
+
+def _project(X: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    return (X - mean[:, None, :]) @ basis
 
 
 def _kmeanspp(X: torch.Tensor, W: torch.Tensor, k: int, uniforms: torch.Tensor) -> torch.Tensor:
@@ -214,12 +216,19 @@ def _nearest(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
     return out
 
 
+def _weighted_means(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """[k, d] weighted mean of each label's points (one matrix product instead of k masked copies)."""
+    members = np.zeros((k, len(labels)))
+    members[labels, np.arange(len(labels))] = weights
+    return ((members @ points) / members.sum(1)[:, None]).astype(np.float32)
+
+
 def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int, min_group_size: int,
             sample: np.ndarray, with_silhouette: bool = True) -> Grouping:
     """Privacy floor, renumbering by size, representatives, final silhouette (unless the caller
     computes it, batched)."""
     k_chosen = k
-    cents = np.stack([np.average(points[labels == g], axis=0, weights=weights[labels == g]) for g in range(k)]).astype(np.float32)
+    cents = _weighted_means(points, weights, labels, k)
     merged = 0
     while True:
         # Labels always follow the serving rule (nearest stored centroid), so a user's group here
@@ -229,7 +238,7 @@ def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int,
         if len(present) < len(cents):
             cents = cents[present]
             labels = np.searchsorted(present, labels)
-        sizes = np.array([weights[labels == g].sum() for g in range(len(cents))])
+        sizes = np.bincount(labels, weights=weights, minlength=len(cents))
         small = [g for g in np.argsort(sizes, kind="stable") if sizes[g] < min_group_size]
         if not small or len(cents) == 1:
             break
@@ -240,7 +249,7 @@ def _finish(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int,
         cents[h] = np.average(points[members], axis=0, weights=weights[members])
         cents = np.delete(cents, g, axis=0)
         merged += 1
-    sizes = np.array([weights[labels == g].sum() for g in range(len(cents))])
+    sizes = np.bincount(labels, weights=weights, minlength=len(cents))
     order = np.argsort(-sizes, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -302,7 +311,6 @@ def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_gro
                                  min_group_size, samples[i])
         if solvable:
             X, W = _pad([problems[i] for i in solvable])
-            X = _principal_subspace(X, W, PCA_COMPONENTS)
             S = max(len(samples[i]) for i in solvable)
             sidx = torch.zeros(len(solvable), S, dtype=torch.long)
             svalid = torch.zeros(len(solvable), S, dtype=torch.bool)
@@ -310,6 +318,9 @@ def group_products(problems: Sequence[tuple[np.ndarray, np.ndarray]], *, min_gro
                 sidx[b, : len(samples[i])] = torch.from_numpy(samples[i])
                 svalid[b, : len(samples[i])] = True
             Xs = torch.gather(X, 1, sidx[..., None].expand(-1, -1, X.shape[-1]))
+            if X.shape[-1] > PCA_COMPONENTS:  # the subspace of the sample's users: the same directions, half the work
+                mean, basis = _principal_subspace(Xs, svalid.float(), PCA_COMPONENTS)
+                X, Xs = _project(X, mean, basis), _project(Xs, mean, basis)
             D = torch.cdist(Xs, Xs)
             # The search over K and restarts runs on the silhouette sample's distinct points (weighted by
             # how often each was drawn): the same users silhouette judges, at a fraction of the points.
