@@ -50,9 +50,19 @@ class GroupProjector(nn.Module):
         self.slot = nn.Parameter(torch.zeros(n_tokens, hidden))
         nn.init.normal_(self.fc2.weight, std=0.02)
         nn.init.zeros_(self.fc2.bias)
+        # Per-dimension standardisation of the input vectors (fixed, not trained; see `standardize`).
+        self.register_buffer("center", torch.zeros(group_dim))
+        self.register_buffer("scale", torch.ones(group_dim))
+
+    def standardize(self, vectors: torch.Tensor) -> None:
+        """Fix center/scale to the mean and standard deviation of `vectors` (…, d), per dimension."""
+        flat = vectors.reshape(-1, vectors.shape[-1]).float()
+        self.center.copy_(flat.mean(0))
+        self.scale.copy_(flat.std(0).clamp(min=1e-6) if len(flat) > 1 else torch.ones_like(self.scale))
 
     def forward(self, representatives: torch.Tensor) -> torch.Tensor:  # (B, n, d) → (B, k, hidden)
-        per_vector = self.fc2(self.act(self.fc1(representatives)))
+        normed = (representatives - self.center.to(representatives.dtype)) / self.scale.to(representatives.dtype)
+        per_vector = self.fc2(self.act(self.fc1(normed)))
         return torch.einsum("kn,bnh->bkh", self.mix.to(per_vector.dtype), per_vector) + self.slot.to(per_vector.dtype)
 
 
@@ -114,7 +124,11 @@ class GroupMLLM(nn.Module):
         return state
 
     def load_group_state_dict(self, state: dict[str, torch.Tensor], strict_head: bool = True) -> None:
-        self.group_projector.load_state_dict({k.removeprefix("group_projector."): v for k, v in state.items() if k.startswith("group_projector.")})
+        projector = {k.removeprefix("group_projector."): v for k, v in state.items() if k.startswith("group_projector.")}
+        # Models saved before the standardisation buffers existed read their vectors raw.
+        projector.setdefault("center", torch.zeros_like(self.group_projector.center))
+        projector.setdefault("scale", torch.ones_like(self.group_projector.scale))
+        self.group_projector.load_state_dict(projector)
         head = {k.removeprefix("reward_head."): v for k, v in state.items() if k.startswith("reward_head.")}
         if self.reward_head is not None and (head or strict_head):
             self.reward_head.load_state_dict(head)
