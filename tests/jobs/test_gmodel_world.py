@@ -181,8 +181,10 @@ def pretrain_spec(**training) -> dict:
 
 
 def reward_spec(**training) -> dict:
+    # batchSize counts (product, group)s, each with all its images (~8 rows): 2 per step is the
+    # 16 rows the pair-by-pair loop took as 8 pairs.
     return {"task": "reward", "datasetRef": {"name": "gaip"}, "initFromRef": {"name": "pretrain"}, "training": {
-        "epochs": 10, "learningRate": 1e-3, "batchSize": 8, "warmupRatio": 0.05, "precision": "fp32",
+        "epochs": 20, "learningRate": 1e-3, "batchSize": 2, "warmupRatio": 0.05, "precision": "fp32",
         "checkpointEverySteps": 50} | training}
 
 

@@ -1,8 +1,13 @@
 """task: reward — the GRM: a G-MLLM with a scalar head, trained on GAIP pairs.
 
-Loss per pair (CAIG): -log σ(s_chosen - s_rejected) + w · BCE(σ(s), ctr) over both images. The
-pairwise term only sees score differences; the CTR term (w = spec.reward.ctrLossWeight) anchors
-σ(score) to the observed CTR, so scores are comparable across products and groups.
+Loss (CAIG): -log σ(s_chosen - s_rejected) per pair + w · BCE(σ(s), ctr) per image. The pairwise
+term only sees score differences; the CTR term (w = spec.reward.ctrLossWeight) anchors σ(score) to
+the observed CTR, so scores are comparable across products and groups.
+
+Training examples are (product, group)s, not pairs: a step scores each of its groups' distinct images
+once and averages the loss over all their pairs (`spec.training.batchSize` counts groups). A group's
+~20 GAIP pairs share its ~8 images, so pair by pair every image went through the model ~5 times per
+epoch; at the same compute the grouped loop makes ~5× more passes over the pairs.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,14 +31,61 @@ from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unre
 from .common import Resume, fit_settings, publish_model
 
 EVAL_MAX_PAIRS = 8192  # held-out pairs scored (twice: with and without the group tokens)
+EVAL_MAX_TRAIN_PAIRS = 2048  # training pairs scored for train_pairwise_accuracy
 
 
-def pair_batch(model: GroupMLLM, processor: Any, data: GaipData, pairs: list[PairExample]):
-    """2B rows: the chosen images, then the rejected ones."""
-    reps = [data.representatives[(p.product_id, p.group_id)] for p in pairs] * 2
-    titles = [data.titles[p.product_id] for p in pairs] * 2
-    images = [data.image(p.chosen_uri) for p in pairs] + [data.image(p.rejected_uri) for p in pairs]
-    return score_batch_inputs(model, processor, reps, titles, images)
+@dataclass
+class GroupPairs:
+    """One (product, group)'s pairs over its distinct images: each image is scored once per step and
+    every pair's loss reads those scores (a group's ~20 pairs share its ~8 images, so scoring pair by
+    pair would run each image through the model ~5 times)."""
+
+    key: tuple[str, int]
+    images: list[str]  # distinct image URIs
+    ctrs: list[float]
+    pairs: list[tuple[int, int]]  # (chosen, rejected) indices into images
+
+
+def group_pairs(pairs: list[PairExample]) -> list[GroupPairs]:
+    """The pairs gathered by (product, group), in first-seen order."""
+    groups: dict[tuple[str, int], GroupPairs] = {}
+    for pair in pairs:
+        group = groups.setdefault((pair.product_id, pair.group_id), GroupPairs((pair.product_id, pair.group_id), [], [], []))
+        index = []
+        for uri, ctr in ((pair.chosen_uri, pair.chosen_ctr), (pair.rejected_uri, pair.rejected_ctr)):
+            if uri not in group.images:
+                group.images.append(uri)
+                group.ctrs.append(ctr)
+            index.append(group.images.index(uri))
+        group.pairs.append((index[0], index[1]))
+    return list(groups.values())
+
+
+def groups_batch(model: GroupMLLM, processor: Any, data: GaipData, groups: list[GroupPairs]):
+    """One row per (group, distinct image); returns the batch and each pair's (chosen, rejected) row."""
+    reps, titles, images, rows = [], [], [], []
+    for group in groups:
+        offset = len(images)
+        reps += [data.representatives[group.key]] * len(group.images)
+        titles += [data.titles[group.key[0]]] * len(group.images)
+        images += [data.image(uri) for uri in group.images]
+        rows += [(offset + c, offset + r) for c, r in group.pairs]
+    return score_batch_inputs(model, processor, reps, titles, images), rows
+
+
+def init_head_bias(model: GroupMLLM, pairs: list[PairExample]) -> None:
+    """Start σ(score) at the training images' mean CTR: bias = logit(mean CTR).
+
+    With a zero bias σ(score) starts at 0.5 against CTRs of a few percent, so at first the CTR term's
+    gradient (σ(s) − ctr ≈ 0.46 on every row) dwarfs the pairwise term's, and AdamW moves a bias only
+    ~LR per step: for hundreds of steps every parameter is pushed to lower all scores alike. (On the
+    demo world this alone did not make the GRM learn; the group standardisation and the grouped loop
+    did.) A resumed run overwrites it with its checkpoint."""
+    if model.reward_head is None or not pairs:
+        return
+    ctr = float(np.clip(np.mean([p.chosen_ctr for p in pairs] + [p.rejected_ctr for p in pairs]), 1e-4, 1 - 1e-4))
+    with torch.no_grad():
+        model.reward_head.bias.fill_(float(np.log(ctr / (1 - ctr))))
 
 
 def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]:
@@ -53,20 +106,22 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     model.mllm.lm_head.requires_grad_(False)
     if not info.get("train_vision", True):
         model.mllm.model.vision_tower.requires_grad_(False)
+    init_head_bias(model, train)
     model.to(device.device)
     resume = Resume(ctx, model, device)
     if resume.step:
         print(f"osmf: resuming from checkpoint at step {resume.step}", file=sys.stderr, flush=True)
     weight = spec.reward.ctr_loss_weight
+    groups = group_pairs(train)
 
     def pair_loss(module: Any, indices: list[int]):
-        chunk = [train[i] for i in indices]
-        batch = pair_batch(model, processor, data, chunk).to(device.device)
-        scores = module(**batch.model_inputs(), output="score")
-        chosen, rejected = scores[: len(chunk)], scores[len(chunk) :]
-        loss = -F.logsigmoid(chosen - rejected).mean()
-        if weight:
-            ctr = torch.tensor([p.chosen_ctr for p in chunk] + [p.rejected_ctr for p in chunk], device=scores.device)
+        chunk = [groups[i] for i in indices]
+        batch, rows = groups_batch(model, processor, data, chunk)
+        scores = module(**batch.to(device.device).model_inputs(), output="score")
+        chosen, rejected = (scores[torch.tensor([r[k] for r in rows], device=scores.device)] for k in (0, 1))
+        loss = -F.logsigmoid(chosen - rejected).mean()  # every pair of the step weighs the same
+        if weight:  # every (group, image) once
+            ctr = torch.tensor([c for g in chunk for c in g.ctrs], device=scores.device, dtype=scores.dtype)
             loss = loss + weight * F.binary_cross_entropy_with_logits(scores, ctr.clamp(0, 1))
         return loss, {"pair_accuracy": float((chosen > rejected).float().mean())}
 
@@ -84,10 +139,10 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     started = time.monotonic()
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    total = fit(params, loss_fn, len(train), fit_settings(spec.training), device, ddp_model=ddp if ddp is not model else None,
+    total = fit(params, loss_fn, len(groups), fit_settings(spec.training), device, ddp_model=ddp if ddp is not model else None,
                 start_step=resume.step, optimizer_state=resume.optimizer_state, on_step=on_step, checkpoint=resume.save)
     metrics: dict[str, Any] = {
-        "task": "reward", "steps": total, "resumed_from_step": resume.step, "train_pairs": len(train),
+        "task": "reward", "steps": total, "resumed_from_step": resume.step, "train_pairs": len(train), "train_groups": len(groups),
         "heldout_pairs": len(held_out), "train_seconds": round(time.monotonic() - started, 2), "precision": device.precision,
         "world_size": device.world_size, "final_train_loss": resume.history[-1] if resume.history else None,
         "ctr_loss_weight": weight,
@@ -97,7 +152,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         model.eval()
         with torch.no_grad(), device.autocast():
             heldout, per_group = pairwise_accuracy(model, processor, data, held_out, spec.training.batch_size, device)
-            trained, _ = pairwise_accuracy(model, processor, data, train[:512], spec.training.batch_size, device)
+            trained, _ = pairwise_accuracy(model, processor, data, train[:EVAL_MAX_TRAIN_PAIRS], spec.training.batch_size, device)
         metrics |= heldout | {"train_pairwise_accuracy": trained["pairwise_accuracy"], "eval_seconds": round(time.monotonic() - started, 2)}
         ctx.store.write_json("eval/per_group.json", per_group)
         publish_model(ctx, model, processor, {
@@ -108,18 +163,30 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
 
 
 def pairwise_accuracy(model: GroupMLLM, processor: Any, data: GaipData, pairs: list[PairExample], batch_size: int, device: Device) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Share of pairs where the chosen image scores higher, with the group tokens and with them zeroed."""
+    """Share of pairs where the chosen image scores higher, with the group tokens and with them zeroed.
+    Each (group, image) is scored once; chunks hold about 2 × batch_size rows."""
     wins: dict[bool, list[float]] = {False: [], True: []}
     margins: list[float] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        batch = pair_batch(model, processor, data, chunk).to(device.device)
+    ordered: list[PairExample] = []
+    chunk: list[GroupPairs] = []
+    rows_in_chunk = 0
+    grouped = group_pairs(pairs)
+    for index, group in enumerate(grouped):
+        chunk.append(group)
+        rows_in_chunk += len(group.images)
+        if rows_in_chunk < 2 * batch_size and index + 1 < len(grouped):
+            continue
+        batch, rows = groups_batch(model, processor, data, chunk)
+        batch = batch.to(device.device)
         for blind in (False, True):
             scores = model(**batch.model_inputs(), zero_group=blind, output="score")
-            chosen, rejected = scores[: len(chunk)], scores[len(chunk) :]
+            chosen, rejected = (scores[torch.tensor([r[k] for r in rows], device=scores.device)] for k in (0, 1))
             wins[blind] += ((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).tolist()
             if not blind:
                 margins += (chosen - rejected).tolist()
+        ordered += [PairExample(g.key[0], g.key[1], g.images[c], g.images[r], g.ctrs[c], g.ctrs[r]) for g in chunk for c, r in g.pairs]
+        chunk, rows_in_chunk = [], 0
+    pairs = ordered
     groups: dict[str, dict[bool, list[float]]] = defaultdict(lambda: {False: [], True: []})
     for pair, aware, blind in zip(pairs, wins[False], wins[True]):
         groups[f"{pair.product_id}/{pair.group_id}"][False].append(aware)
