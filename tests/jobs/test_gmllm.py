@@ -103,6 +103,40 @@ def _latest_checkpoint_step(run: Path) -> int:
     return max(steps, default=0)
 
 
+def test_group_vectors_are_standardised_and_old_models_load_raw(one_thread) -> None:
+    import torch
+
+    from osmf_jobs.gmodel.model import GroupMLLM, build_tiny_llava
+
+    mllm, _ = build_tiny_llava(["warm", "cool"])
+    model = GroupMLLM(mllm, group_dim=8, n_vectors=3, n_tokens=3)
+    vectors = torch.randn(20, 3, 8) * torch.linspace(0.03, 0.3, 8) + 2.0
+    model.group_projector.standardize(vectors)
+    expected = model.group_projector(vectors)
+    state = model.group_state_dict()
+    assert {"group_projector.center", "group_projector.scale"} <= set(state)
+    other = GroupMLLM(mllm, group_dim=8, n_vectors=3, n_tokens=3)
+    other.load_group_state_dict(state)
+    assert torch.allclose(other.group_projector(vectors), expected, atol=1e-5)
+    # A model saved before the buffers existed reads its vectors unchanged (center 0, scale 1).
+    other.load_group_state_dict({k: v for k, v in state.items() if not k.endswith(("center", "scale"))})
+    assert torch.equal(other.group_projector.center, torch.zeros(8)) and torch.equal(other.group_projector.scale, torch.ones(8))
+    flat = vectors.reshape(-1, 8)
+    assert torch.allclose(other.group_projector((vectors - flat.mean(0)) / flat.std(0)), expected, atol=1e-5)
+
+
+def test_reward_pairs_are_grouped_over_distinct_images() -> None:
+    from osmf_jobs.gmodel.data import PairExample
+    from osmf_jobs.gmllm.reward import group_pairs
+
+    pairs = [PairExample("p", 0, "a", "b", 0.3, 0.1), PairExample("p", 1, "a", "c", 0.2, 0.1),
+             PairExample("p", 0, "c", "b", 0.2, 0.1), PairExample("p", 0, "a", "c", 0.3, 0.2)]
+    groups = group_pairs(pairs)
+    assert [g.key for g in groups] == [("p", 0), ("p", 1)]
+    assert groups[0].images == ["a", "b", "c"] and groups[0].pairs == [(0, 1), (2, 1), (0, 2)]
+    assert groups[0].ctrs == [0.3, 0.1, 0.2] and groups[1].pairs == [(0, 1)]
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(world: World, tmp_path: Path) -> None:
     run = tmp_path / "resumable"
     config = job_config(tmp_path / "job.json", "GMLLMTraining", pretrain_spec(epochs=2, checkpointEverySteps=4), run, world_inputs(world))
