@@ -16,7 +16,7 @@ from osmf_jobs.gmodel.training import (
     load_trainable_state,
     rng_state,
     set_rng_state,
-    trainable_state,
+    training_state,
 )
 
 
@@ -45,9 +45,10 @@ class Resume:
             set_rng_state(state["rng"])
 
     def save(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        weights, optimizer_state = training_state(self.model, optimizer)  # FSDP: a collective, filled on rank 0
         if self.device.is_main:
             self.checkpointer.save(step, {
-                "model": trainable_state(self.model), "optimizer": optimizer.state_dict(),
+                "model": weights, "optimizer": optimizer_state,
                 "rng": rng_state(), "history": self.history,
             })
         if self.device.world_size > 1:
