@@ -13,9 +13,11 @@ from osmf_jobs.gmodel.training import (
     Checkpointer,
     Device,
     FitSettings,
+    broadcast_trainable,
     load_trainable_state,
     rng_state,
     set_rng_state,
+    share_checkpoint,
     training_state,
 )
 
@@ -35,11 +37,17 @@ class Resume:
     def __init__(self, ctx: Any, model: GroupMLLM, device: Device):
         self.model, self.device = model, device
         self.checkpointer = Checkpointer(ctx.store)
-        found = self.checkpointer.load()
+        # FSDP: rank 0 alone reads the checkpoint (LLaVA-7B's is ~80 GB) and broadcasts it.
+        rank0_reads = ctx.spec.training.strategy == "fsdp" and device.world_size > 1
+        found = self.checkpointer.load() if device.is_main or not rank0_reads else None
+        if rank0_reads:
+            found = share_checkpoint(found, device)
         self.step, self.optimizer_state, self.history = 0, None, []
         if found is not None:
             self.step, state = found
             load_trainable_state(model, state["model"])
+            if rank0_reads:
+                broadcast_trainable(model, device)
             self.optimizer_state = state["optimizer"]
             self.history = state.get("history", [])
             set_rng_state(state["rng"])

@@ -417,6 +417,31 @@ def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> 
     return {k: v for k, v in weights.items() if k in trainable}, state
 
 
+def share_checkpoint(found: tuple[int, dict[str, Any]] | None, device: Device) -> tuple[int, dict[str, Any]] | None:
+    """FSDP resume where only rank 0 read the checkpoint: every rank gets its step, RNG state and
+    history; the weights come by `broadcast_trainable`, the optimizer state by `load_optimizer_state`
+    (other ranks get empty dicts for both). A collective."""
+    meta: list[Any] = [None]
+    if device.is_main and found is not None:
+        step, state = found
+        meta = [(step, {k: v for k, v in state.items() if k not in ("model", "optimizer")})]
+    torch.distributed.broadcast_object_list(meta, src=0)
+    if meta[0] is None:
+        return None
+    if device.is_main:
+        return found
+    step, rest = meta[0]
+    return step, rest | {"model": {}, "optimizer": {}}
+
+
+def broadcast_trainable(model: torch.nn.Module, device: Device) -> None:
+    """Copy rank 0's trainable parameters to every rank (before wrapping). A collective."""
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                torch.distributed.broadcast(param.data, src=0)
+
+
 def _optimizer_names(module: Any, params: list[torch.nn.Parameter]) -> list[str] | None:
     if module is None:
         return None
@@ -428,18 +453,21 @@ def _optimizer_names(module: Any, params: list[torch.nn.Parameter]) -> list[str]
 def load_optimizer_state(module: Any, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], state: dict[str, Any]) -> None:
     """Restore a checkpoint's optimizer state, whichever strategy wrote it: DDP and one process write
     `optimizer.state_dict()` (parameters by position), FSDP writes it by parameter name; a run that
-    switched strategy converts (the position order is the order of `params`)."""
-    by_name = any(isinstance(p, str) for group in state["param_groups"] for p in group["params"])
+    switched strategy converts (the position order is the order of `params`). Under FSDP a collective
+    in which only rank 0's `state` is read (`set_optimizer_state_dict` broadcasts it)."""
+    by_name = any(isinstance(p, str) for group in state.get("param_groups", ()) for p in group["params"])
     names = _optimizer_names(module, params)
     if is_fsdp(module):
-        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        if not by_name:
+        if state and not by_name:
             if names is None:
                 raise ValueError("cannot map the checkpoint's optimizer state to parameter names")
             state = {"state": {names[i]: v for i, v in state["state"].items()},
                      "param_groups": [g | {"params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
-        set_optimizer_state_dict(module, optimizer, optim_state_dict=state, options=_full_options())
+        # Rank 0 holds the full state (the others may pass {}); each rank keeps its shard.
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_optimizer_state_dict(module, optimizer, optim_state_dict=state if torch.distributed.get_rank() == 0 else {}, options=options)
         return
     if by_name:
         if names is None:
