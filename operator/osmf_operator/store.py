@@ -41,6 +41,7 @@ class ArtifactStore(Protocol):
     def read_json(self, rel: str) -> Any: ...
     def write_json(self, rel: str, obj: Any) -> None: ...
     def fingerprint(self) -> str: ...
+    def delete(self, rel: str) -> int: ...
 
 
 def sha256_hex(data: bytes) -> str:
@@ -129,6 +130,20 @@ class FileStore(_JsonMixin):
 
     def local_path(self, rel: str = "") -> Path:
         return self._path(rel)
+
+    def delete(self, rel: str) -> int:
+        """Remove a file or everything under a prefix; returns how many files went (0: nothing there)."""
+        if not rel.strip("/"):
+            raise ValueError("delete needs a path below the store's root")
+        target = self._path(rel)
+        if target.is_file():
+            target.unlink()
+            return 1
+        if not target.exists():
+            return 0
+        count = sum(1 for p in target.rglob("*") if p.is_file())
+        shutil.rmtree(target)
+        return count
 
     def fingerprint(self) -> str:
         """Digest of the listing (path, size, mtime): cheap change detection without reading data."""
@@ -244,6 +259,19 @@ class S3Store(_JsonMixin):
         if not keys and rel.strip("/") and self.exists(rel):
             return [rel.strip("/")]
         return sorted(keys)
+
+    def delete(self, rel: str) -> int:
+        """Remove a key or every key under a prefix (batches of 1,000, S3's limit per request)."""
+        if not rel.strip("/"):
+            raise ValueError("delete needs a path below the store's root")
+        key = self._key(rel)
+        keys = [o["Key"] for o in self._list_keys(f"{key}/")]
+        if not keys and self.exists(rel):
+            keys = [key]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            self._call("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(keys)
 
     def download(self, rel: str, dest: Path) -> Path:
         dest = Path(dest)

@@ -128,7 +128,8 @@ def test_deleting_a_resource_mid_run_removes_its_children_and_keeps_its_artifact
         return all(not items for items in left.values())
 
     wait_for("the garbage collector to remove every child", children_gone, timeout=120)
-    assert not pod_bridge.running_pods(workload_ns), "the deleted pods' processes were stopped"
+    # The bridge (our kubelet) learns of a deletion from its watch, a moment after the API server.
+    wait_for("the deleted pods' processes to be stopped", lambda: not pod_bridge.running_pods(workload_ns), timeout=60)
     assert set(written) <= set(open_store(store_uri).list()), "artifacts are kept"
 
 

@@ -107,6 +107,19 @@ def test_list_is_recursive_sorted_and_relative_to_the_store(store):
     assert store.list("missing") == []
 
 
+def test_delete_removes_a_prefix_or_a_file_and_nothing_beside_it(store):
+    for rel in ("run/checkpoints/a/state.pt", "run/checkpoints/a/done.json", "run/checkpoints/b/state.pt",
+                "run/checkpoints10/keep", "run/model.bin"):
+        store.write_bytes(rel, b"x")
+    assert store.delete("run/checkpoints") == 3
+    assert store.list("run") == ["run/checkpoints10/keep", "run/model.bin"], "a prefix is whole path segments"
+    assert store.delete("run/model.bin") == 1 and store.delete("run/model.bin") == 0
+    assert store.delete("nothing/here") == 0
+    with pytest.raises(ValueError, match="below the store's root"):
+        store.delete("/")
+    assert store.list() == ["run/checkpoints10/keep"]
+
+
 def test_child_is_rooted_below_its_parent(store):
     child = store.child("runs/abc")
     assert child.uri == store.uri.rstrip("/") + "/runs/abc"

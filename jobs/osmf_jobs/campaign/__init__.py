@@ -13,6 +13,8 @@ Outputs in the run directory (DESIGN §5):
 - `campaign.json` — `products[]`: `product_id`, `title`, `cutout_uri`, `groups[]` (`group_id`, `size`,
   `prompt`, `n`, `image` (run-relative), `image_uri` (absolute), `score`, `onesize_score`,
   `candidates[]`), `onesize` (`prompt`, `image`, `image_uri`, `source`, `score`); plus the inputs;
+- `serving/campaign.json` — the same document alone in a folder: the InferenceService's STORAGE_URI,
+  so KServe's storage initializer copies one small file (the predictor reads images by URI);
 - `report.html` — the self-contained gallery (`report.build_report`);
 - `manifest.json` — metrics `products`, `groups`, `images`, `candidates` and, with a GRM,
   `mean_grm_score`, `onesize_mean_grm_score`, `mean_score_gain`, `win_rate_vs_onesize`.
