@@ -13,10 +13,12 @@ from osmf_jobs.gmodel.training import (
     Checkpointer,
     Device,
     FitSettings,
+    broadcast_trainable,
     load_trainable_state,
     rng_state,
     set_rng_state,
-    trainable_state,
+    share_checkpoint,
+    training_state,
 )
 
 
@@ -35,19 +37,26 @@ class Resume:
     def __init__(self, ctx: Any, model: GroupMLLM, device: Device):
         self.model, self.device = model, device
         self.checkpointer = Checkpointer(ctx.store)
-        found = self.checkpointer.load()
+        # FSDP: rank 0 alone reads the checkpoint (LLaVA-7B's is ~80 GB) and broadcasts it.
+        rank0_reads = ctx.spec.training.strategy == "fsdp" and device.world_size > 1
+        found = self.checkpointer.load() if device.is_main or not rank0_reads else None
+        if rank0_reads:
+            found = share_checkpoint(found, device)
         self.step, self.optimizer_state, self.history = 0, None, []
         if found is not None:
             self.step, state = found
             load_trainable_state(model, state["model"])
+            if rank0_reads:
+                broadcast_trainable(model, device)
             self.optimizer_state = state["optimizer"]
             self.history = state.get("history", [])
             set_rng_state(state["rng"])
 
     def save(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        weights, optimizer_state = training_state(self.model, optimizer)  # FSDP: a collective, filled on rank 0
         if self.device.is_main:
             self.checkpointer.save(step, {
-                "model": trainable_state(self.model), "optimizer": optimizer.state_dict(),
+                "model": weights, "optimizer": optimizer_state,
                 "rng": rng_state(), "history": self.history,
             })
         if self.device.world_size > 1:

@@ -16,7 +16,7 @@ from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answe
 from osmf_jobs.gmodel.location import hf_model_dir
 from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava
 from osmf_jobs.gmodel.text import match_rate, style_vocabulary, style_words
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, wrap_ddp
+from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, unsharded_model, wrap_model
 from osmf_jobs.runtime import InvalidInput, one_line
 
 from .common import Resume, fit_settings, publish_model
@@ -87,7 +87,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         return -logprob.sum() / count.sum().clamp(min=1)
 
     frozen = freeze_unreached(model, lambda: lm_loss(model, [0]))
-    ddp = wrap_ddp(model, device)
+    ddp = wrap_model(model, device, spec.training.strategy)
 
     def loss_fn(indices: list[int]):
         return lm_loss(ddp, indices), {}
@@ -101,8 +101,9 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     started = time.monotonic()
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    total = fit(params, loss_fn, len(train), settings, device, ddp_model=ddp if ddp is not model else None,
+    total = fit(params, loss_fn, len(train), settings, device, ddp_model=ddp,
                 start_step=resume.step, optimizer_state=resume.optimizer_state, on_step=on_step, checkpoint=resume.save)
+    model = unsharded_model(ddp, device)  # FSDP: the whole model on rank 0 (a collective)
     train_seconds = time.monotonic() - started
     metrics: dict[str, Any] = {
         "task": "pretrain", "steps": total, "resumed_from_step": resume.step, "train_examples": len(train),

@@ -26,7 +26,7 @@ from osmf_jobs.gmodel.data import GaipData, PairExample, eval_subset, reward_exa
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
 from osmf_jobs.gmodel.model import GroupMLLM, load_gmodel
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, wrap_ddp
+from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, unsharded_model, wrap_model
 
 from .common import Resume, fit_settings, publish_model
 
@@ -126,7 +126,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         return loss, {"pair_accuracy": float((chosen > rejected).float().mean())}
 
     freeze_unreached(model, lambda: pair_loss(model, [0])[0])
-    ddp = wrap_ddp(model, device)
+    ddp = wrap_model(model, device, spec.training.strategy)
 
     def loss_fn(indices: list[int]):
         return pair_loss(ddp, indices)
@@ -139,8 +139,9 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     started = time.monotonic()
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    total = fit(params, loss_fn, len(groups), fit_settings(spec.training), device, ddp_model=ddp if ddp is not model else None,
+    total = fit(params, loss_fn, len(groups), fit_settings(spec.training), device, ddp_model=ddp,
                 start_step=resume.step, optimizer_state=resume.optimizer_state, on_step=on_step, checkpoint=resume.save)
+    model = unsharded_model(ddp, device)  # FSDP: the whole model on rank 0 (a collective)
     metrics: dict[str, Any] = {
         "task": "reward", "steps": total, "resumed_from_step": resume.step, "train_pairs": len(train), "train_groups": len(groups),
         "heldout_pairs": len(held_out), "train_seconds": round(time.monotonic() - started, 2), "precision": device.precision,

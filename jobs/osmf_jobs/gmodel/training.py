@@ -4,10 +4,14 @@ and checkpoints in the artifact store."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import math
 import os
 import random
+import sys
+import weakref
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -211,13 +215,16 @@ def fit(
     `loss_fn(indices) -> (loss, stats)` computes the mean loss of this rank's micro-batch;
     `on_step(step, total, loss, lr, stats)` reports; `checkpoint(step, optimizer)` is called every
     `checkpoint_every_steps` (not after the last step: the caller writes the final model).
+    `ddp_model`: what `wrap_model` returned (DDP, an FSDP-sharded module, or the plain model); it
+    decides how gradient accumulation skips synchronisation and how `optimizer_state` is loaded.
+    Under FSDP `params` must be collected after wrapping (they are DTensors then).
     """
     per_step = settings.batch_size * device.world_size * settings.gradient_accumulation_steps
     total = settings.total_steps(n_examples, device.world_size)
     warmup = int(round(settings.warmup_ratio * total))
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+        load_optimizer_state(ddp_model, optimizer, params, optimizer_state)
     scaler = torch.amp.GradScaler(device.device.type) if device.precision == "fp16" else None
     for step in range(start_step, total):
         lr = settings.learning_rate * lr_factor(step, total, warmup, settings.scheduler)
@@ -226,8 +233,7 @@ def fit(
         chunks = list(micro_batches(step_indices(n_examples, step, per_step, settings.seed), device, settings.batch_size))
         loss_sum, stats = 0.0, {}
         for k, chunk in enumerate(chunks):
-            sync = ddp_model is None or k == len(chunks) - 1
-            with (contextlib.nullcontext() if sync else ddp_model.no_sync()):
+            with gradient_sync(ddp_model, k == len(chunks) - 1):
                 with device.autocast():
                     loss, stats = loss_fn(chunk)
                 scaled = loss / len(chunks)
@@ -294,3 +300,200 @@ def wrap_ddp(model: torch.nn.Module, device: Device) -> Any:
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.device.index] if device.device.type == "cuda" else None)
+
+
+# ---- FSDP (GMLLMTraining `training.strategy: fsdp`) -----------------------------------------------
+
+STRATEGIES = ("ddp", "fsdp")
+_UNSHARDED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
+
+
+def is_fsdp(module: Any) -> bool:
+    """Has `fully_shard` been applied to this module (FSDP2)?"""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def shard_unit_classes(model: torch.nn.Module) -> set[str]:
+    """Class names of the blocks FSDP shards one by one: the Hugging Face models' `_no_split_modules`
+    (LLaVA: LlamaDecoderLayer, CLIPEncoderLayer, CLIPVisionEmbeddings), else every class whose name
+    ends in DecoderLayer or EncoderLayer."""
+    names: set[str] = set()
+    for module in model.modules():
+        names |= set(getattr(module, "_no_split_modules", None) or ())
+    if not names:
+        names = {type(m).__name__ for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "EncoderLayer"))}
+    return names
+
+
+def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The module's structure with parameters on the meta device (no memory); buffers are copied, so
+    non-persistent ones (rotary frequencies) survive. Ties between parameters are kept."""
+    memo: dict[int, Any] = {}
+    for param in model.parameters():
+        if id(param) not in memo:
+            memo[id(param)] = torch.nn.Parameter(torch.empty_like(param, device="meta"), requires_grad=param.requires_grad)
+    return copy.deepcopy(model, memo)
+
+
+def wrap_model(model: torch.nn.Module, device: Device, strategy: str = "ddp") -> Any:
+    """The module training steps call: the model itself in one process; under torchrun DDP (every rank
+    holds the whole model, optimizer and gradients) or FSDP2 (`fully_shard` on each transformer block,
+    then on the root: parameters, gradients and optimizer state are sharded across ranks).
+
+    FSDP shards in place (the returned module is `model`, its parameters now DTensors): collect the
+    optimizer's parameters after this call. With bf16 on GPU, blocks compute in bf16 and reduce
+    gradients in fp32 while the sharded master weights stay fp32. `unsharded_model` gives the whole
+    model back on rank 0 after training.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown training strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if device.world_size == 1:
+        return model
+    if strategy == "ddp":
+        return wrap_ddp(model, device)
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    if device.is_main:
+        _UNSHARDED[model] = _meta_copy(model)
+    kwargs: dict[str, Any] = {}
+    if device.precision == "bf16" and device.device.type == "cuda":
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    classes = shard_unit_classes(model)
+    blocks = [m for m in model.modules() if m is not model and type(m).__name__ in classes and any(True for _ in m.parameters())]
+    counts = Counter(type(b).__name__ for b in blocks)  # before fully_shard renames the classes
+    for block in reversed(blocks):  # innermost first, the root last
+        fully_shard(block, **kwargs)
+    fully_shard(model, **kwargs)
+    if device.is_main:
+        kinds = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+        print(f"osmf: FSDP over {device.world_size} ranks: sharded {kinds or 'no blocks'} and the root", file=sys.stderr, flush=True)
+    return model
+
+
+@contextlib.contextmanager
+def gradient_sync(module: Any, sync: bool) -> Iterator[None]:
+    """Gradient accumulation: skip the gradient all-reduce (DDP `no_sync`) or reduce-scatter (FSDP
+    `set_requires_gradient_sync`) on all but the last micro-batch of an optimiser step."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if module is None:
+        yield
+    elif is_fsdp(module):
+        module.set_requires_gradient_sync(sync)
+        try:
+            yield
+        finally:
+            module.set_requires_gradient_sync(True)
+    elif not sync and isinstance(module, DistributedDataParallel):
+        with module.no_sync():
+            yield
+    else:
+        yield
+
+
+def _full_options() -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(trainable weights on CPU by name, optimizer state) for a checkpoint.
+
+    Under FSDP this is a collective (every rank calls it; only rank 0's result is filled): the full
+    state through `torch.distributed.checkpoint.state_dict`, the optimizer's keyed by parameter
+    name. Otherwise `trainable_state` and `optimizer.state_dict()` of the unwrapped model.
+    """
+    if not is_fsdp(model):
+        return trainable_state(model), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    weights = get_model_state_dict(model, options=options)
+    state = get_optimizer_state_dict(model, optimizer, options=_full_options())
+    return {k: v for k, v in weights.items() if k in trainable}, state
+
+
+def share_checkpoint(found: tuple[int, dict[str, Any]] | None, device: Device) -> tuple[int, dict[str, Any]] | None:
+    """FSDP resume where only rank 0 read the checkpoint: every rank gets its step, RNG state and
+    history; the weights come by `broadcast_trainable`, the optimizer state by `load_optimizer_state`
+    (other ranks get empty dicts for both). A collective."""
+    meta: list[Any] = [None]
+    if device.is_main and found is not None:
+        step, state = found
+        meta = [(step, {k: v for k, v in state.items() if k not in ("model", "optimizer")})]
+    torch.distributed.broadcast_object_list(meta, src=0)
+    if meta[0] is None:
+        return None
+    if device.is_main:
+        return found
+    step, rest = meta[0]
+    return step, rest | {"model": {}, "optimizer": {}}
+
+
+def broadcast_trainable(model: torch.nn.Module, device: Device) -> None:
+    """Copy rank 0's trainable parameters to every rank (before wrapping). A collective."""
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                torch.distributed.broadcast(param.data, src=0)
+
+
+def _optimizer_names(module: Any, params: list[torch.nn.Parameter]) -> list[str] | None:
+    if module is None:
+        return None
+    inner = getattr(module, "module", module)  # DDP's wrapped module
+    names = {id(p): name for name, p in inner.named_parameters()}
+    return [names[id(p)] for p in params] if all(id(p) in names for p in params) else None
+
+
+def load_optimizer_state(module: Any, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], state: dict[str, Any]) -> None:
+    """Restore a checkpoint's optimizer state, whichever strategy wrote it: DDP and one process write
+    `optimizer.state_dict()` (parameters by position), FSDP writes it by parameter name; a run that
+    switched strategy converts (the position order is the order of `params`). Under FSDP a collective
+    in which only rank 0's `state` is read (`set_optimizer_state_dict` broadcasts it)."""
+    by_name = any(isinstance(p, str) for group in state.get("param_groups", ()) for p in group["params"])
+    names = _optimizer_names(module, params)
+    if is_fsdp(module):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        if state and not by_name:
+            if names is None:
+                raise ValueError("cannot map the checkpoint's optimizer state to parameter names")
+            state = {"state": {names[i]: v for i, v in state["state"].items()},
+                     "param_groups": [g | {"params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
+        # Rank 0 holds the full state (the others may pass {}); each rank keeps its shard.
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_optimizer_state_dict(module, optimizer, optim_state_dict=state if torch.distributed.get_rank() == 0 else {}, options=options)
+        return
+    if by_name:
+        if names is None:
+            raise ValueError("cannot map the checkpoint's optimizer state (by parameter name) to this optimizer's parameters")
+        index = {name: i for i, name in enumerate(names)}
+        state = {"state": {index[k]: v for k, v in state["state"].items()},
+                 "param_groups": [g | {"params": [index[n] for n in g["params"]]} for g in state["param_groups"]]}
+    optimizer.load_state_dict(state)
+
+
+def unsharded_model(module: Any, device: Device) -> Any:
+    """After training: the whole model for evaluation and saving on rank 0.
+
+    Under FSDP a collective (every rank calls it): rank 0 gets an unsharded copy on its device, built
+    from the full state dict (CPU-offloaded); the other ranks get the sharded module back, which they
+    must not run alone. Otherwise the module itself (DDP's inner module)."""
+    if not is_fsdp(module):
+        return getattr(module, "module", module)
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    state = get_model_state_dict(module, options=_full_options())
+    if not device.is_main:
+        return module
+    plain = _UNSHARDED.pop(module)
+    plain.load_state_dict(state, assign=True)
+    tie = getattr(next((m for m in plain.modules() if hasattr(m, "tie_weights")), None), "tie_weights", None)
+    if tie is not None:
+        tie()
+    return plain.to(device.device)

@@ -205,6 +205,11 @@ class TrainingSpec(ApiModel):
     checkpoint_every_steps: int = Field(default=200, ge=1, description="Checkpoint interval; a retried Job resumes from the last one.")
     max_length: int = Field(default=512, ge=16, le=32768, description="Token limit per example.")
     seed: int = Field(default=0, ge=0, description="Random seed.")
+    strategy: Literal["ddp", "fsdp"] = Field(default="ddp", description=(
+        "Data parallelism over several GPUs: ddp replicates the model, gradients and optimizer state on every GPU "
+        "(fastest while they fit: a full fine-tune needs about 16 bytes per trained parameter plus activations); "
+        "fsdp shards them across the GPUs (FSDP2, one unit per transformer block) so each holds about 1/N: use it "
+        "when a full fine-tune does not fit one GPU (LLaVA-7B on 80 GB). One process runs the same either way."))
 
 
 class RewardSpec(ApiModel):

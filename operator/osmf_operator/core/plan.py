@@ -15,6 +15,9 @@ from ..api.common import ApiModel
 
 # Spec fields that change how a stage runs but not what it produces: excluded from the input hash.
 NON_RESULT_FIELDS = ("resources", "runPolicy", "shards", "serving")
+# The same inside a section: (section, field). GMLLMTraining's training.strategy (ddp | fsdp) shards the
+# same computation differently; switching it resumes the run's checkpoint instead of starting over.
+NON_RESULT_SUBFIELDS = (("training", "strategy"),)
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,11 @@ def collect_inputs(resource: Resource, found: dict[str, Resource], data_fingerpr
 
 def result_spec(spec: ApiModel) -> dict:
     wire = spec.wire()
-    return {key: value for key, value in wire.items() if key not in NON_RESULT_FIELDS}
+    result = {key: value for key, value in wire.items() if key not in NON_RESULT_FIELDS}
+    for section, field_name in NON_RESULT_SUBFIELDS:
+        if isinstance(result.get(section), dict):
+            result[section] = {key: value for key, value in result[section].items() if key != field_name}
+    return result
 
 
 def input_hash(kind: str, spec: ApiModel, inputs: dict[str, InputArtifact]) -> str:
