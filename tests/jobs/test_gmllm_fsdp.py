@@ -94,7 +94,7 @@ def test_fsdp_reward_trains_from_the_fsdp_pretrain_run(fsdp_run, world: World, t
     """task reward: the GRM (frozen LM head, score from the last hidden state) under FSDP."""
     pretrain, _ = fsdp_run
     run = tmp_path / "reward"
-    spec = reward_spec(epochs=1, maxSteps=4, batchSize=2, checkpointEverySteps=2, strategy="fsdp")
+    spec = reward_spec(epochs=3, maxSteps=4, batchSize=2, checkpointEverySteps=2, strategy="fsdp")  # steps count groups
     inputs = world_inputs(world) | {"init": ("GMLLMTraining", pretrain)}
     done = _torchrun(job_config(tmp_path / "job.json", "GMLLMTraining", spec, run, inputs))
     assert "osmf: FSDP over 2 ranks" in done.stderr
