@@ -198,7 +198,7 @@ class TrainingSpec(ApiModel):
     learning_rate: float = Field(default=2e-6, gt=0, le=1, description="Peak learning rate (paper: 2e-6).")
     scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Learning-rate schedule.")
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Share of steps spent warming up.")
-    batch_size: int = Field(default=4, ge=1, le=1024, description="Examples per device per step.")
+    batch_size: int = Field(default=4, ge=1, le=1024, description="Examples per device per step; for the reward task, (product, group)s, each scored on all its images.")
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024, description="Steps accumulated per optimiser update.")
     precision: Literal["bf16", "fp16", "fp32"] = Field(default="bf16", description="Compute precision on GPU; CPU runs in fp32.")
     max_steps: int = Field(default=0, ge=0, description="Cap on optimiser steps; 0 = no cap.")
