@@ -18,7 +18,7 @@ help: ## list the commands
 venv: ## create .venv with every extra (uv; reuses uv's download cache)
 	@command -v uv >/dev/null || python3 -m pip install -q uv
 	@test -x $(PY) || uv venv -q -p 3.11 $(VENV)
-	VIRTUAL_ENV=$(VENV) uv pip install -q -e ".[$(EXTRAS)]"
+	VIRTUAL_ENV=$(VENV) uv pip install -q --compile-bytecode -e ".[$(EXTRAS)]"
 
 venv-operator: ## a separate venv with only the operator extra (proves the operator needs no ML stack)
 	@command -v uv >/dev/null || python3 -m pip install -q uv
