@@ -143,11 +143,15 @@ class JobContext:
         except (OSError, StoreError):
             pass  # progress is advisory; never fail a job over it
 
-    def write_manifest(self, metrics: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """List every file of the run with size and sha256, then write manifest.json last."""
+    def write_manifest(self, metrics: dict[str, Any], extra: dict[str, Any] | None = None,
+                       discard: tuple[str, ...] = ()) -> dict[str, Any]:
+        """List every file of the run with size and sha256, then write manifest.json last.
+
+        `discard`: prefixes of working files (checkpoints) left out of the manifest and removed once
+        it is written (a kill in between leaves them behind, harmlessly: the run is complete)."""
         files = []
         for rel in self.store.list():
-            if rel == MANIFEST or rel.endswith(PROGRESS):
+            if rel == MANIFEST or rel.endswith(PROGRESS) or any(rel.startswith(f"{p}/") for p in discard):
                 continue
             size, digest = file_digest(self.store, rel)
             files.append({"path": rel, "size": size, "sha256": digest})
@@ -172,6 +176,8 @@ class JobContext:
             **(extra or {}),
         }
         self.store.write_json(MANIFEST, manifest)
+        for prefix in discard:
+            self.store.delete(prefix)
         return manifest
 
 

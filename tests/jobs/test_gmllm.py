@@ -161,6 +161,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(world: World, tmp_path: Pat
     progress = json.loads((run / "progress.json").read_text())
     assert progress["current"] == progress["total"] == metrics["steps"]
     assert (run / "manifest.json").exists() and (run / "model" / "gmodel.json").exists()
+    assert not (run / "checkpoints").exists(), "checkpoints are removed once the manifest is written"
 
 
 def _fake_run(path: Path, kind: str, role: str | None = None) -> Path:

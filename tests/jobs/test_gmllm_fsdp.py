@@ -18,7 +18,8 @@ from tests.jobs.test_gmodel_world import World, build_world, job_config, pretrai
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO / 'jobs'}{os.pathsep}{REPO / 'operator'}"}
-SPEC = pretrain_spec(epochs=1, maxSteps=6, batchSize=4, gradientAccumulationSteps=2, checkpointEverySteps=3, strategy="fsdp")
+SPEC = pretrain_spec(epochs=1, maxSteps=6, batchSize=4, gradientAccumulationSteps=2, checkpointEverySteps=3, strategy="fsdp",
+                     keepCheckpoints=True)  # the resume test starts from this run's checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,9 @@ def test_killed_dpo_run_resumes_after_its_last_round(runs: TrainedRuns, tmp_path
     assert metrics["resumed_after_round"] >= done
     assert len(metrics["reward_margin_per_round"]) == 3
     assert (run / "manifest.json").exists()
+    # Checkpoints are working files: gone after success and not in the manifest.
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert not (run / "checkpoints").exists() and not any(f["path"].startswith("checkpoints/") for f in manifest["files"])
 
 
 @pytest.mark.parametrize("case", ["policy-is-reward", "reward-is-policy", "lora-targets-nothing", "policy-unfinished"])

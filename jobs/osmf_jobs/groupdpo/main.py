@@ -372,6 +372,7 @@ class GroupDPO:
         import shutil
 
         from osmf_jobs.gmodel.location import ADAPTER_SUBDIR, POLICY_REF
+        from osmf_jobs.gmodel.training import CHECKPOINTS
 
         store = self.ctx.store
         local = store.local_path(ADAPTER_SUBDIR)
@@ -390,4 +391,4 @@ class GroupDPO:
         store.write_json("eval/rounds.json", rounds)
         store.write_json("eval/samples.json", samples[:100])
         store.write_json("metrics.json", metrics)
-        self.ctx.write_manifest(metrics)
+        self.ctx.write_manifest(metrics, discard=() if self.dpo.keep_checkpoints else (CHECKPOINTS,))

@@ -205,6 +205,7 @@ class TrainingSpec(ApiModel):
     checkpoint_every_steps: int = Field(default=200, ge=1, description="Checkpoint interval; a retried Job resumes from the last one.")
     max_length: int = Field(default=512, ge=16, le=32768, description="Token limit per example.")
     seed: int = Field(default=0, ge=0, description="Random seed.")
+    keep_checkpoints: bool = Field(default=False, description="Keep checkpoints/ after success; by default they are removed once the manifest is written.")
     strategy: Literal["ddp", "fsdp"] = Field(default="ddp", description=(
         "Data parallelism over several GPUs: ddp replicates the model, gradients and optimizer state on every GPU "
         "(fastest while they fit: a full fine-tune needs about 16 bytes per trained parameter plus activations); "
@@ -260,6 +261,7 @@ class DPOSpec(ApiModel):
     batch_size: int = Field(default=4, ge=1, le=1024, description="Pairs per device per step.")
     precision: Literal["bf16", "fp16", "fp32"] = Field(default="bf16", description="Compute precision on GPU; CPU runs in fp32.")
     seed: int = Field(default=0, ge=0, description="Random seed.")
+    keep_checkpoints: bool = Field(default=False, description="Keep checkpoints/ after success; by default they are removed once the manifest is written.")
 
 
 class LoraSpec(ApiModel):

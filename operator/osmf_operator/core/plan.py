@@ -17,7 +17,8 @@ from ..api.common import ApiModel
 NON_RESULT_FIELDS = ("resources", "runPolicy", "shards", "serving")
 # The same inside a section: (section, field). GMLLMTraining's training.strategy (ddp | fsdp) shards the
 # same computation differently; switching it resumes the run's checkpoint instead of starting over.
-NON_RESULT_SUBFIELDS = (("training", "strategy"),)
+# keepCheckpoints only decides whether working files outlive the run.
+NON_RESULT_SUBFIELDS = (("training", "strategy"), ("training", "keepCheckpoints"), ("dpo", "keepCheckpoints"))
 
 
 @dataclass(frozen=True)
