@@ -1,4 +1,4 @@
-"""GMLLMTraining's training.strategy (ddp | fsdp) is how a run is sharded, not what it produces."""
+"""How a training run is executed (training.strategy ddp | fsdp; keepCheckpoints) is not what it produces: out of the input hash."""
 
 from __future__ import annotations
 
@@ -27,3 +27,10 @@ def test_strategy_defaults_to_ddp_and_stays_out_of_the_input_hash() -> None:
 def test_an_unknown_strategy_is_rejected() -> None:
     with pytest.raises(Exception, match="strategy"):
         resource("GMLLMTraining", training={"strategy": "zero3"})
+
+
+@pytest.mark.parametrize(("kind", "section"), [("GMLLMTraining", "training"), ("GroupDPORun", "dpo")])
+def test_keep_checkpoints_stays_out_of_the_input_hash(kind, section) -> None:
+    base, keep = resource(kind), resource(kind, **{section: {"keepCheckpoints": True}})
+    assert getattr(base.spec, section).keep_checkpoints is False and getattr(keep.spec, section).keep_checkpoints is True
+    assert _hash(base) == _hash(keep)
