@@ -54,8 +54,9 @@ async def test_the_entry_point_runs_the_operator(cluster, data_root, tmp_path: P
         job = await cluster.wait_job("AudienceGrouping", "grouping", "train")
         assert job["metadata"]["ownerReferences"][0]["kind"] == "AudienceGrouping"
         await cluster.wait_condition("AudienceGrouping", "grouping", "Succeeded", "Unknown")
-        status, text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{metrics_port}/metrics")
-        assert status == 200 and 'osmf_reconcile_total{kind="AudienceGrouping"}' in text
+        # The reconcile counter moves just after the status write the wait above saw: poll for it.
+        await cluster.wait_for("the reconcile counter on /metrics", lambda: 'osmf_reconcile_total{kind="AudienceGrouping"}'
+                               in http_get(f"http://127.0.0.1:{metrics_port}/metrics")[1])
     except AssertionError as error:
         process.send_signal(signal.SIGTERM)
         output = await asyncio.to_thread(lambda: process.communicate(timeout=30)[0].decode())
