@@ -42,7 +42,9 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(_main())
+    from osmf_jobs.runtime import exit_with
+
+    exit_with(_main() or 0)  # os._exit: Arrow's parquet thread pool can abort interpreter teardown (apache/arrow#34314)
 
 
 if __name__ == "__main__":

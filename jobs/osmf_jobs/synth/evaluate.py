@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from typing import Any
 
 import numpy as np
@@ -139,4 +138,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from osmf_jobs.runtime import exit_with
+
+    exit_with(main() or 0)  # os._exit: Arrow's parquet thread pool can abort interpreter teardown (apache/arrow#34314)
