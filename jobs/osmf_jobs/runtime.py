@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from osmf_operator.api import INVALID_INPUT_EXIT_CODE, KINDS, RETRIABLE_EXIT_CODE, JobConfig, SpecError
 from osmf_operator.api.resource import format_errors
-from osmf_operator.store import MANIFEST, PROGRESS, ArtifactStore, StoreError, file_digest, open_store
+from osmf_operator.store import MANIFEST, PROGRESS, ArtifactStore, StoreError, file_digest, join, open_store
 
 PROGRESS_INTERVAL_SECONDS = 5.0
 
@@ -92,6 +92,20 @@ class JobContext:
     def shard_store(self) -> ArtifactStore:
         """Where this shard writes (shards/<i>/ of the run directory)."""
         return self.store.child(f"shards/{self.shard_index}")
+
+    def finished_shards(self, done_file: str, step: str) -> list[tuple[ArtifactStore, dict[str, Any]]]:
+        """(store, done document) of every shard of this run, each checked to have finished `step`
+        for this shard count; what a merge step reads first."""
+        out = []
+        for index in range(self.shard_count):
+            shard = self.store.child(f"shards/{index}")
+            if not shard.exists(done_file):
+                raise InvalidInput(f"shard {index} of {self.shard_count} did not finish ({join(shard.uri, done_file)} missing); re-run the {step} step")
+            done = shard.read_json(done_file)
+            if done.get("shards") != self.shard_count:
+                raise InvalidInput(f"{join(shard.uri, done_file)} is from a run with {done.get('shards')} shards, not {self.shard_count}; re-run the {step} step")
+            out.append((shard, done))
+        return out
 
     def input_store(self, name: str) -> ArtifactStore:
         if name not in self.config.inputs:

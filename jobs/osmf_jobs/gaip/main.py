@@ -115,13 +115,7 @@ def merge(ctx: JobContext) -> None:
     spec = ctx.spec
     grouping = ctx.input_store(C.GROUPING)
     samples, pairs, done = [], [], []
-    for index in range(ctx.shard_count):
-        shard = ctx.store.child(f"shards/{index}")
-        if not shard.exists(C.SHARD_DONE):
-            raise InvalidInput(f"shard {index} of {ctx.shard_count} did not finish ({join(shard.uri, C.SHARD_DONE)} missing); re-run the aggregate step")
-        info = shard.read_json(C.SHARD_DONE)
-        if info.get("shards") != ctx.shard_count:
-            raise InvalidInput(f"{join(shard.uri, C.SHARD_DONE)} is from a run with {info.get('shards')} shards, not {ctx.shard_count}; re-run the aggregate step")
+    for shard, info in ctx.finished_shards(C.SHARD_DONE, "aggregate"):
         done.append(info)
         samples.append(pd.read_parquet(io.BytesIO(shard.read_bytes(C.SAMPLES))))
         pairs.append(pd.read_parquet(io.BytesIO(shard.read_bytes(C.PAIRS))))

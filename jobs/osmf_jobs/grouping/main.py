@@ -176,13 +176,7 @@ def merge(ctx: JobContext) -> None:
     if not ctx.store.exists(C.TRAIN_METRICS):
         raise InvalidInput(f"{join(ctx.store.uri, C.TRAIN_METRICS)} is missing; run the train step first")
     groups, assignments, covered = [], [], []
-    for index in range(ctx.shard_count):
-        shard = ctx.store.child(f"shards/{index}")
-        if not shard.exists(C.SHARD_DONE):
-            raise InvalidInput(f"shard {index} of {ctx.shard_count} did not finish ({join(shard.uri, C.SHARD_DONE)} missing); re-run the cluster step")
-        done = shard.read_json(C.SHARD_DONE)
-        if done.get("shards") != ctx.shard_count:
-            raise InvalidInput(f"{join(shard.uri, C.SHARD_DONE)} is from a run with {done.get('shards')} shards, not {ctx.shard_count}; re-run the cluster step")
+    for shard, done in ctx.finished_shards(C.SHARD_DONE, "cluster"):
         covered += done["products"]
         groups.append(_read_parquet(shard, C.GROUPS))
         assignments.append(_read_parquet(shard, C.ASSIGNMENTS))
