@@ -1,7 +1,7 @@
 """Runs last (file name): after the pipeline, reliability and scheduling tests have driven the
 operator through its work, compare the audit log of its requests with its ClusterRole.
 
-- Never forbidden: no request of the operator got 403, so the chart grants enough.
+- Never forbidden: no request of the operator was denied by RBAC, so the chart grants enough.
 - Nothing granted in vain: every (group, resource, verb) the ClusterRole grants was used, except
   the few listed in UNEXERCISED with the reason this session cannot exercise them.
 """
@@ -55,10 +55,22 @@ def session_work(pipeline):
     return pipeline
 
 
+def forbidden_by_policy(event: dict) -> bool:
+    """A 403 that a right in the chart would have prevented. Not: admission refusing new objects
+    in a namespace a test is deleting while the operator still reconciles there (a race with test
+    teardown, allowed by RBAC, which the audit log records as decision "allow")."""
+    status = event.get("responseStatus", {})
+    if status.get("code") != 403:
+        return False
+    if event.get("annotations", {}).get("authorization.k8s.io/decision") == "forbid":
+        return True
+    causes = status.get("details", {}).get("causes", [])
+    return not causes or any(c.get("reason") != "NamespaceTerminating" for c in causes)
+
+
 def test_the_operator_was_never_forbidden(control_plane, operator, session_work):
     denied = [(e["verb"], e["objectRef"], e["responseStatus"].get("message", ""))
-              for e in operator_requests(control_plane, operator)
-              if e.get("responseStatus", {}).get("code") == 403]
+              for e in operator_requests(control_plane, operator) if forbidden_by_policy(e)]
     assert not denied, denied
 
 
