@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from osmf_jobs.groupdpo.loss import dpo_loss
-from osmf_jobs.groupdpo.main import main
+from osmf_jobs.groupdpo.main import main, ranked_pairs
 from osmf_jobs.runtime import build_context, load_config, run_job
 from tests.jobs.test_gmodel_world import TrainedRuns, job_config, one_thread, trained_runs  # noqa: F401
 
@@ -71,6 +71,16 @@ def test_dpo_loss_prefers_the_chosen_prompt() -> None:
     assert float(same) == pytest.approx(np.log(2))
 
 
+def test_ranked_pairs_pair_best_with_worst_inward_over_distinct_prompts() -> None:
+    texts = ["a", "b", "c", "d", "b", "e", "f"]
+    scores = [0.1, 0.9, 0.5, -0.3, 0.9, 0.4, 0.4]
+    # Distinct by score: b(1) 0.9, c(2) 0.5, e(5) 0.4, f(6) 0.4, a(0) 0.1, d(3) -0.3; the repeated "b" counts once.
+    assert ranked_pairs(texts, scores, limit=8) == [(1, 3), (2, 0)]  # e vs f tie: no third pair
+    assert ranked_pairs(texts, scores, limit=1) == [(1, 3)]  # CAIG: best vs worst only
+    assert ranked_pairs(["x", "x", "x"], [1.0, 1.0, 1.0], limit=4) == []
+    assert ranked_pairs(["x", "y"], [0.2, 0.2], limit=4) == []
+
+
 def test_group_dpo_writes_an_adapter_that_loads_on_the_policy(dpo_run: Path, runs: TrainedRuns, one_thread) -> None:
     metrics = json.loads((dpo_run / "metrics.json").read_text())
     manifest = json.loads((dpo_run / "manifest.json").read_text())
@@ -86,6 +96,11 @@ def test_group_dpo_writes_an_adapter_that_loads_on_the_policy(dpo_run: Path, run
     assert [r["round"] for r in rounds] == [1, 2] and all(r["pairs"] > 0 for r in rounds)
     assert len(metrics["reward_margin_per_round"]) == 2 and all(m > 0 for m in metrics["reward_margin_per_round"])
     assert metrics["heldout_comparisons"] > 0 and 0.0 <= metrics["win_rate_vs_initial"] <= 1.0
+    # Default pairing: every sample once, so samplesPerGroup 4 gives up to 2 pairs per group.
+    assert metrics["pairs_per_group"] == 2 and all(r["pairs"] <= 2 * metrics["train_groups"] for r in rounds)
+    ties = metrics["heldout_comparisons"] - metrics["heldout_wins"] - metrics["heldout_losses"]
+    assert ties >= 0 and metrics["win_rate_vs_initial"] == pytest.approx(
+        (metrics["heldout_wins"] + ties / 2) / metrics["heldout_comparisons"], abs=1e-4)
     assert np.isfinite(metrics["kl_to_reference"])
     assert metrics["reward_model_pairwise_accuracy"] == json.loads((runs.reward / "metrics.json").read_text())["pairwise_accuracy"]
     # DPO fits its pairs: the implicit reward ranks the last round's pairs right most of the time.

@@ -34,6 +34,19 @@ def lora_target_pattern(modules: list[str]) -> str:
     return rf".*language_model.*\.({names})"
 
 
+def ranked_pairs(texts: list[str], scores: list[float], limit: int) -> list[tuple[int, int]]:
+    """Up to `limit` disjoint (better, worse) sample indices: the distinct prompts ranked by score,
+    the best paired with the worst, the second best with the second worst, and so on. Repeated
+    prompts count once (they carry no preference between them); equal scores make no pair.
+    Every sample at most once, so the extra pairs of a round cost no extra sampling or rendering."""
+    first = {}
+    for index, text in enumerate(texts):
+        first.setdefault(text, index)
+    ranked = sorted(first.values(), key=lambda i: (-scores[i], i))
+    pairs = [(ranked[k], ranked[-1 - k]) for k in range(len(ranked) // 2)]
+    return [(b, w) for b, w in pairs if scores[b] > scores[w]][:limit]
+
+
 def stable_seed(*parts: Any) -> int:
     from osmf_jobs.gmodel.data import stable_unit
 
@@ -105,6 +118,7 @@ def main(ctx: JobContext) -> None:
     metrics: dict[str, Any] = {
         "rounds": dpo.rounds, "resumed_after_round": start_round, "train_groups": len(train_keys),
         "heldout_groups": len(eval_keys), "beta": dpo.beta, "samples_per_group": dpo.samples_per_group,
+        "pairs_per_group": job.pairs_per_group,
         "train_seconds": round(train_seconds, 2), "precision": device.precision, "world_size": device.world_size,
         "lora_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         # The judge's own held-out accuracy: a GRM-judged win rate means little when this is ~0.5.
@@ -165,10 +179,11 @@ class GroupDPO:
             epochs=self.dpo.epochs, learning_rate=self.dpo.learning_rate, batch_size=self.dpo.batch_size,
             scheduler="constant", seed=self.dpo.seed + round_index,
         )
-        # Progress units per round: one per sampled (product, group), then the DPO steps (at most
-        # one pair per group, so the steps of n_train pairs bound them).
+        # Progress units per round: one per sampled (product, group), then the DPO steps (bounded
+        # by the steps of pairsPerGroup pairs for every group).
         self.sample_units = n_train
-        self.max_steps = self.settings(0).total_steps(n_train, device.world_size)
+        self.pairs_per_group = self.dpo.pairs_per_group or self.dpo.samples_per_group // 2
+        self.max_steps = self.settings(0).total_steps(n_train * self.pairs_per_group, device.world_size)
         self.units_per_round = self.sample_units + self.max_steps
         self.progress = ProgressReporter(ctx, 0)
         self._ddp: Any = None
@@ -264,10 +279,8 @@ class GroupDPO:
         all_scores: list[float] = []
         for key, rows, row_texts, row_scores in zip(keys, samples, texts, scores):
             all_scores += row_scores
-            best, worst = int(np.argmax(row_scores)), int(np.argmin(row_scores))
-            if row_scores[best] == row_scores[worst] or row_texts[best] == row_texts[worst]:
-                continue  # no preference to learn from
-            local.append(Pair(key, rows[best], rows[worst], 0.0, 0.0, row_scores[best] - row_scores[worst]))
+            for better, worse in ranked_pairs(row_texts, row_scores, self.pairs_per_group):
+                local.append(Pair(key, rows[better], rows[worse], 0.0, 0.0, row_scores[better] - row_scores[worse]))
         if local:
             ref_chosen = self.reference_logprobs([p.key for p in local], [p.chosen for p in local])
             ref_rejected = self.reference_logprobs([p.key for p in local], [p.rejected for p in local])
@@ -358,9 +371,15 @@ class GroupDPO:
             for k, it, ft, isc, fsc in zip(keys, initial_texts, final_texts, initial_scores, final_scores)
         ])
         mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None  # noqa: E731
+        decided = [w for w in wins if w != 0.5]
         return {"metrics": {
             "win_rate_vs_initial": mean(wins),
             "heldout_comparisons": len(wins),
+            # With shared seeds an unchanged sample ties: the win rate among the rest says which way
+            # the changed samples went, and the counts give its sampling error.
+            "heldout_wins": int(sum(decided)),
+            "heldout_losses": len(decided) - int(sum(decided)),
+            "win_rate_decided": mean(decided),
             "grm_mean_score_initial": mean(initial_flat),
             "grm_mean_score_final": mean(final_flat),
             "kl_to_reference": mean(kls),

@@ -256,6 +256,12 @@ class DPOSpec(ApiModel):
     epochs: int = Field(default=3, ge=1, le=100, description="Epochs per round.")
     rounds: int = Field(default=5, ge=1, le=50, description="Online rounds of sample → render → score → train (CAIG 5).")
     samples_per_group: int = Field(default=4, ge=2, le=64, description="Prompts sampled per (product, group) per round.")
+    pairs_per_group: int | None = Field(
+        default=None, ge=1, le=32,
+        description="Disjoint preference pairs per (product, group) and round from its distinct samples ranked by the GRM: "
+                    "best with worst, second best with second worst, ...; 1 keeps best vs worst only (CAIG); "
+                    "default every sample once (samplesPerGroup / 2).",
+    )
     temperature: float = Field(default=1.0, gt=0, le=5, description="Sampling temperature.")
     max_new_tokens: int = Field(default=48, ge=4, le=1024, description="Longest generated prompt.")
     batch_size: int = Field(default=4, ge=1, le=1024, description="Pairs per device per step.")
