@@ -10,9 +10,9 @@ grouping job's cluster step embeds them, so nothing holds all products at once.
 - naive: for each product, for each K in 2..5, scikit-learn `KMeans` (its defaults: k-means++, one
   initialisation) and `silhouette_score` on all points; K = best silhouette.
 - ours: `group_products` with the job's defaults (in each product's top 16 principal components,
-  32 products at once: K-means for every K and 3 restarts on a 1,000-user sample, silhouette on
-  that sample from one distance matrix per product, the chosen K refined on all users; centroids
-  and labels in the full space).
+  32 products at once: K-means for every K and 3 restarts on 300 users of a 1,000-user sample,
+  silhouette on the whole sample from one distance matrix per product, the chosen K refined on all
+  users; centroids and labels in the full space).
 
 Times are of the clustering calls only (generating the data is the same work for both). Each method runs in its own process so peak RSS (ru_maxrss) is its own; ours also runs at twice
 the products to show its memory does not grow with them. Target (issue 3): >= 20x faster at equal

@@ -96,6 +96,57 @@ def test_group_products_finds_k_and_applies_the_privacy_floor():
     assert np.isnan(out[3].silhouette) and out[0].silhouette > 0.8
 
 
+def test_group_products_silhouette_is_the_final_groupings_own():
+    """Whether the final silhouette is reused from the K search (same split of the sample) or
+    recomputed (the privacy floor merged a group), it is scikit-learn's silhouette of the final labels."""
+    from sklearn.metrics import silhouette_score
+
+    from osmf_jobs.paag.cluster import group_products
+
+    rng = np.random.default_rng(2)
+    centers = rng.normal(size=(3, 6)) * 3
+    clean, _ = _blobs(rng, centers, [120, 80, 60], spread=0.6)
+    merged, _ = _blobs(rng, centers, [200, 150, 12], spread=0.1)
+    problems = [(x, np.ones(len(x))) for x in (clean, merged)]
+    # The sample is every user (sample_size above the count), so silhouette is over all points.
+    out = group_products(problems, min_groups=2, max_groups=4, sample_size=1000, search_size=60, max_iterations=50,
+                         seed=0, min_group_size=20)
+    assert out[0].merged == 0 and out[1].merged == 1
+    for (x, _), g in zip(problems, out):
+        assert g.silhouette == pytest.approx(silhouette_score(x, g.labels), abs=1e-4)
+
+
+def test_nearest_is_the_serving_rule_even_at_ties():
+    from osmf_jobs.paag.cluster import _nearest, _serving_nearest
+
+    rng = np.random.default_rng(3)
+    cents = rng.normal(size=(4, 16)).astype(np.float32) * 2
+    points = rng.normal(size=(3000, 16)).astype(np.float32) * 3
+    # Points on the bisector of centroids 0 and 1 (and a hair off it): the matrix-product shortcut
+    # cannot tell these apart, the serving rule decides.
+    t = rng.uniform(size=(500, 1)).astype(np.float32)
+    normal = rng.normal(size=(500, 16)).astype(np.float32)
+    axis = cents[1] - cents[0]
+    normal -= (normal @ axis)[:, None] * axis / (axis @ axis)
+    ties = (cents[0] + cents[1]) / 2 + normal * t + axis * rng.normal(scale=1e-6, size=(500, 1)).astype(np.float32)
+    both = np.concatenate([points, ties])
+    np.testing.assert_array_equal(_nearest(both, cents), _serving_nearest(both, cents))
+    assert (_nearest(points[:5], cents[:1]) == 0).all()
+
+
+def test_argmin_over_clusters_takes_the_first_minimum():
+    import torch
+
+    from osmf_jobs.paag.cluster import _argmin_over_clusters
+
+    scores = torch.randn(3, 5, 200)
+    scores[:, 3] = scores[:, 1]  # exact ties: the lower index wins, as argmin's does
+    scores[0, :, 0] = 0.0
+    expected = torch.from_numpy(scores.numpy().argmin(1))
+    assert torch.equal(_argmin_over_clusters(scores), expected)
+    assert int(_argmin_over_clusters(scores)[0, 0]) == 0
+
+
 def test_group_products_uses_weights_of_shared_points():
     from osmf_jobs.paag.cluster import group_products
 

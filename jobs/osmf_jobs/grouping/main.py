@@ -127,6 +127,7 @@ def cluster(ctx: JobContext) -> None:
             inverses.append(inverse.reshape(-1))
         groupings = group_products(
             problems, min_groups=c.min_groups, max_groups=c.max_groups, sample_size=c.silhouette_sample_size,
+            search_size=c.search_sample_size,
             max_iterations=c.max_iterations, seed=c.seed, min_group_size=spec.privacy.min_group_size, keys=chunk,
             chunk=CLUSTER_CHUNK,
         )

@@ -82,6 +82,11 @@ class ClusteringSpec(ApiModel):
     min_groups: int = Field(default=2, ge=1, le=5, description="Smallest K tried per product.")
     max_groups: int = Field(default=5, ge=1, le=5, description="Largest K tried per product (the paper caps it at 5).")
     silhouette_sample_size: int = Field(default=1000, ge=50, le=100000, description="Users sampled per product to score silhouette (exact silhouette is O(n²)).")
+    search_sample_size: int = Field(
+        default=300, ge=20, le=100000,
+        description="Users of the silhouette sample on which K-means searches K and its restarts; the chosen K is then "
+                    "refined on all of the product's users. Raise it up to silhouetteSampleSize for small or faint groups.",
+    )
     max_iterations: int = Field(default=50, ge=1, le=1000, description="K-means iterations.")
     seed: int = Field(default=0, ge=0, description="Random seed.")
 
