@@ -20,7 +20,7 @@ def main(ctx: JobContext) -> None:
     quiet_transformers()
     spec = ctx.spec
     device = setup_device(ctx.dist, spec.training.precision)
-    seed_everything(spec.training.seed)
+    seed_everything(spec.training.seed, device)
     data = load_gaip(inputs.dataset, inputs.grouping, inputs.data, need_pairs=spec.task == "reward")
     if spec.task == "pretrain":
         from .pretrain import run

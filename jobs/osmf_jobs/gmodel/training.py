@@ -58,10 +58,15 @@ def setup_device(dist: Any, precision: str) -> Device:
     return Device(device, precision, dist.rank, dist.world_size)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, device: Device | None = None) -> None:
+    """Seed every generator; on CPU also pick deterministic kernels, so a run repeats exactly (with
+    two or more threads some backward accumulations otherwise land in varying order). Not forced
+    on GPUs, where deterministic kernels cost throughput and cuBLAS needs CUBLAS_WORKSPACE_CONFIG."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    if device is not None and device.device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def barrier(device: Device) -> None:

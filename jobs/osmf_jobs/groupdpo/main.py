@@ -68,7 +68,7 @@ def main(ctx: JobContext) -> None:
     quiet_transformers()
     spec, dpo = ctx.spec, ctx.spec.dpo
     device = setup_device(ctx.dist, dpo.precision)
-    seed_everything(dpo.seed)
+    seed_everything(dpo.seed, device)
     data = load_gaip(inputs.dataset, inputs.grouping, inputs.data, need_pairs=False)
     from osmf_jobs.gmodel.data import eval_subset
 

@@ -105,6 +105,21 @@ def train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features, 
                 epochs: int, batch_size: int, learning_rate: float, held_out_fraction: float, seed: int,
                 progress: Callable[[int, int, dict[str, float]], None] | None = None) -> tuple[PreferenceModel, dict[str, Any]]:
     """Fit on all but a held-out share of impressions; returns the model and metrics (AUROC on the held-out share)."""
+    # The same logs and seed give the same model: with two or more threads the CPU backward's
+    # accumulations otherwise land in varying order (the weights differed run to run, and with them
+    # every group downstream). The previous setting is restored for whoever runs us in-process.
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train_model(tuples, vocab_sizes, features, imp, d=d, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, held_out_fraction=held_out_fraction, seed=seed, progress=progress)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features, imp: Impressions, *, d: int,
+                 epochs: int, batch_size: int, learning_rate: float, held_out_fraction: float, seed: int,
+                 progress: Callable[[int, int, dict[str, float]], None] | None) -> tuple[PreferenceModel, dict[str, Any]]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_products, n_creatives = len(features.title_tokens), len(features.creative_stats)
