@@ -27,9 +27,11 @@ venv-operator: ## a separate venv with only the operator extra (proves the opera
 
 generate: ## regenerate crds/ and the chart's CRD copy from the API models
 	$(VENV)/bin/osmf crds --out crds
+	$(VENV)/bin/osmf crds --out charts/osmf/crds
 
 verify: ## fail when generated files drift or import boundaries are crossed
 	$(VENV)/bin/osmf crds --out crds --check
+	$(VENV)/bin/osmf crds --out charts/osmf/crds --check
 	$(VENV)/bin/lint-imports
 
 lint: verify ## alias of verify
