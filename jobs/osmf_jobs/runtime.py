@@ -253,12 +253,19 @@ def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -
         code = RETRIABLE_EXIT_CODE
     except BaseException as error:  # noqa: BLE001 - classify OOM, re-raise everything else
         if not is_out_of_memory(error):
-            remove_scratch(ctx)
             raise
         print(f"osmf: retriable failure: out of memory: {one_line(error)}", file=sys.stderr)
         code = RETRIABLE_EXIT_CODE
-    remove_scratch(ctx)
+    finally:
+        remove_scratch(ctx)
     exit_with(code)
+
+
+def exit_cli(main: Callable[[], int | None]) -> None:
+    """Entry point of the command-line tools that read parquet (synth, evaluate, lift, paag): run
+    `main` and end through `exit_with`, because Arrow's parquet thread pool can abort interpreter
+    teardown (apache/arrow#34314)."""
+    exit_with(main() or 0)
 
 
 EXIT_CODE_DIR_ENV = "OSMF_EXIT_CODE_DIR"

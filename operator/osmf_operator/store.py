@@ -342,6 +342,9 @@ def file_digest(store: ArtifactStore, rel: str) -> tuple[int, str]:
 
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
+# A campaign run's folder holding campaign.json alone: the InferenceService's STORAGE_URI, which
+# KServe copies to every replica (the predictor reads the images by URI).
+CAMPAIGN_SERVING_DIR = "serving"
 
 
 def manifest_digest(data: bytes) -> str:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import quote
 
+from osmf_operator.store import CAMPAIGN_SERVING_DIR
+
 # Input roles of the job config (docs/contracts.md).
 GROUPING, DATA, GENERATOR, POLICY, REWARD = "grouping", "data", "generator", "policy", "reward"
 
 # Output layout (DESIGN §5). Images go straight to their final place: products partition across
 # shards, so no two shards write the same file, and copying them in `merge` would only double I/O.
 CAMPAIGN_JSON = "campaign.json"
-# What the predictor needs, alone in a folder: KServe copies its STORAGE_URI to every replica, and
-# campaign.json names the images by absolute URI, so the images need not be copied.
-SERVING_DIR = "serving"
+# What the predictor needs, alone in a folder the operator points the InferenceService at.
+SERVING_DIR = CAMPAIGN_SERVING_DIR
 REPORT_HTML = "report.html"
 SHARD_RECORDS = "records.json"  # shards/<i>/records.json: the products shard i finished
 IMAGES = "images"

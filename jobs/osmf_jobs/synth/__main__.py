@@ -42,9 +42,9 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    from osmf_jobs.runtime import exit_with
+    from osmf_jobs.runtime import exit_cli
 
-    exit_with(_main() or 0)  # os._exit: Arrow's parquet thread pool can abort interpreter teardown (apache/arrow#34314)
+    exit_cli(_main)
 
 
 if __name__ == "__main__":

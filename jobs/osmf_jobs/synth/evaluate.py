@@ -138,6 +138,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from osmf_jobs.runtime import exit_with
+    from osmf_jobs.runtime import exit_cli
 
-    exit_with(main() or 0)  # os._exit: Arrow's parquet thread pool can abort interpreter teardown (apache/arrow#34314)
+    exit_cli(main)
