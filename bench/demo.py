@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from osmf_core.layout import MANIFEST, World
+
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 300.0
 
@@ -33,10 +35,10 @@ def osmf_command() -> list[str]:
 def stage_finish_times(artifacts: Path, start: float) -> list[tuple[float, str]]:
     """(seconds after start, 'Kind/name') for every finished run under the artifact root, in order."""
     rows = []
-    world = artifacts / "demo-world" / "truth" / "world.json"
+    world = artifacts / "demo-world" / World.WORLD
     if world.is_file():
         rows.append((world.stat().st_mtime - start, "synthetic world"))
-    for manifest in artifacts.rglob("manifest.json"):
+    for manifest in artifacts.rglob(MANIFEST):
         try:
             doc = json.loads(manifest.read_text())
         except (OSError, ValueError):

@@ -35,10 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from osmf_operator.api import KINDS, parse_resource  # noqa: E402
-from osmf_operator.core import Observed, ObservedJob, decide, plan_run, references  # noqa: E402
+from osmf_core.api import KINDS, parse_resource  # noqa: E402
+from osmf_core.layout import MANIFEST, Dataset  # noqa: E402
+from osmf_operator.reconcile import Observed, ObservedJob, decide, plan_run, references  # noqa: E402
+from osmf_operator.builders.pod import CONFIG_FILE  # noqa: E402
 from osmf_operator.kube import Kube  # noqa: E402
-from osmf_operator.store import open_store  # noqa: E402
+from osmf_core.store import open_store  # noqa: E402
 from tests.factories import body, resource, reward_body, succeeded  # noqa: E402
 from tests.operator import kubeobjects as ko  # noqa: E402
 from tests.operator.emulator import Cluster  # noqa: E402
@@ -173,9 +175,9 @@ def jobs_by_step(kube: Kube, step: str) -> list[dict[str, Any]]:
 def write_manifest(kube: Kube, job: dict[str, Any]) -> None:
     """What the merge step's pod writes last."""
     config_map = kube.get("ConfigMap", "default", f"{job['metadata']['name']}-config")
-    config = json.loads(config_map["data"]["config.json"])
+    config = json.loads(config_map["data"][CONFIG_FILE])
     store = open_store(config["run"]["uri"])
-    store.write_json("manifest.json", {"kind": config["kind"], "name": config["metadata"]["name"],
+    store.write_json(MANIFEST, {"kind": config["kind"], "name": config["metadata"]["name"],
                                        "inputHash": config["run"]["inputHash"], "metrics": {"auroc": 0.7}})
 
 
@@ -186,7 +188,7 @@ def bench_operator(count: int) -> None:
         with tempfile.TemporaryDirectory(prefix="osmf-bench-") as tmp:
             data = Path(tmp) / "world"
             data.mkdir()
-            (data / "users.parquet").write_bytes(b"u")
+            (data / Dataset.table_file(Dataset.USERS)).write_bytes(b"u")
             kube = Kube.for_server(emulator.url)
             baseline_s = plain_client_baseline(kube, count)
             cluster = Cluster(server=None, url=emulator.url, artifacts=Path(tmp) / "artifacts")

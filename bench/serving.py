@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from osmf_core.layout import Campaign
+
 ROOT = Path(__file__).resolve().parents[1]
 for folder in ("jobs", "operator"):  # runnable from a bare checkout
     if str(ROOT / folder) not in sys.path:
@@ -58,7 +60,8 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
     import pandas as pd
     import torch
 
-    from osmf_jobs.paag.assign import CONFIG, WEIGHTS, Assigner
+    from osmf_core.layout import Grouping
+    from osmf_jobs.paag.assign import Assigner
     from osmf_jobs.paag.model import PreferenceModel, export_arrays
     from osmf_jobs.synth.world import ATTRIBUTES
 
@@ -77,8 +80,8 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
         np.zeros(64, np.float32), np.ones(64, np.float32), rng.integers(1, 5, size=products),
     )
     config = {"attributes": list(vocab), "vocab": vocab, "products": ids, "creatives": []}
-    (grouping / CONFIG).write_text(json.dumps(config))
-    np.savez(grouping / WEIGHTS, **arrays)
+    (grouping / Grouping.MODEL_CONFIG).write_text(json.dumps(config))
+    np.savez(grouping / Grouping.MODEL_WEIGHTS, **arrays)
     assigner = Assigner(config, arrays)
     groups, entries = [], []
     for pid in ids:
@@ -89,12 +92,12 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
         for g in range(k):
             groups.append({"product_id": pid, "group_id": g, "size": 100, "centroid": centroids[g].tolist(),
                            "representatives": [centroids[g].tolist()] * 10, "silhouette": 0.3})
-        images = [{"group_id": g, "size": 100, "prompt": "", "image": f"images/{pid}/{g}/0.png",
-                   "image_uri": f"s3://bench/campaign/images/{pid}/{g}/0.png"} for g in range(k)]
+        images = [{"group_id": g, "size": 100, "prompt": "", "image": Campaign.group_image(pid, g, 0),
+                   "image_uri": f"s3://bench/campaign/{Campaign.group_image(pid, g, 0)}"} for g in range(k)]
         entries.append({"product_id": pid, "groups": images,
-                        "onesize": {"image": f"images/{pid}/onesize.png", "image_uri": f"s3://bench/campaign/images/{pid}/onesize.png"}})
-    pd.DataFrame(groups).to_parquet(grouping / "groups.parquet")
-    (campaign / "campaign.json").write_text(json.dumps({"name": "bench", "grouping": {"uri": grouping.as_uri()}, "products": entries}))
+                        "onesize": {"image": Campaign.onesize_image(pid), "image_uri": f"s3://bench/campaign/{Campaign.onesize_image(pid)}"}})
+    pd.DataFrame(groups).to_parquet(grouping / Grouping.GROUPS)
+    (campaign / Campaign.CAMPAIGN_JSON).write_text(json.dumps({"name": "bench", "grouping": {"uri": grouping.as_uri()}, "products": entries}))
     return campaign.as_uri(), grouping.as_uri()
 
 
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if campaign is None:
         campaign, grouping = build_artifacts(workdir, args.products)
     from osmf_jobs.serving.catalog import CampaignImages, read_campaign
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     images = CampaignImages.from_manifest(read_campaign(open_store(campaign)))
     grouping = grouping or images.grouping_uri

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from osmf_operator.api import API_VERSION, parse_resource
-from osmf_operator.api.resource import Resource
+from osmf_core.api import API_VERSION, parse_resource
+from osmf_core.api.resource import Resource
 
 SPECS: dict[str, dict[str, Any]] = {
     "AudienceGrouping": {

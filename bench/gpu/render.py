@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     from osmf_jobs.render.inpaint import CONTROLNET_CONDITIONING_SCALE, DiffusersRenderer
     from osmf_jobs.render.models import random_components
     from osmf_jobs.render.product import canny_control, inpaint_mask, product_cutout
-    from osmf_operator.api import RenderingSpec
+    from osmf_core.api import RenderingSpec
 
     diffusers_logging.set_verbosity_error()  # casting random fp32 weights warns about nothing useful
     began = time.perf_counter()

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from osmf_core.api import INVALID_INPUT_EXIT_CODE, RETRIABLE_EXIT_CODE
 from osmf_jobs.runtime import EXIT_CODE_DIR_ENV
-from osmf_operator.api import INVALID_INPUT_EXIT_CODE, RETRIABLE_EXIT_CODE
 
 
 def recorded_codes(folder: Path) -> set[int]:

@@ -21,9 +21,10 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from osmf_operator.api import INVALID_INPUT_EXIT_CODE, KINDS, RETRIABLE_EXIT_CODE, JobConfig, SpecError
-from osmf_operator.api.resource import format_errors
-from osmf_operator.store import MANIFEST, PROGRESS, ArtifactStore, StoreError, file_digest, join, open_store
+from osmf_core.api import INVALID_INPUT_EXIT_CODE, KINDS, RETRIABLE_EXIT_CODE, JobConfig, SpecError
+from osmf_core.api.resource import format_errors
+from osmf_core.layout import MANIFEST, PROGRESS, join, shard_dir
+from osmf_core.store import ArtifactStore, StoreError, file_digest, open_store
 
 PROGRESS_INTERVAL_SECONDS = 5.0
 
@@ -91,14 +92,14 @@ class JobContext:
     @property
     def shard_store(self) -> ArtifactStore:
         """Where this shard writes (shards/<i>/ of the run directory)."""
-        return self.store.child(f"shards/{self.shard_index}")
+        return self.store.child(shard_dir(self.shard_index))
 
     def finished_shards(self, done_file: str, step: str) -> list[tuple[ArtifactStore, dict[str, Any]]]:
         """(store, done document) of every shard of this run, each checked to have finished `step`
         for this shard count; what a merge step reads first."""
         out = []
         for index in range(self.shard_count):
-            shard = self.store.child(f"shards/{index}")
+            shard = self.store.child(shard_dir(index))
             if not shard.exists(done_file):
                 raise InvalidInput(f"shard {index} of {self.shard_count} did not finish ({join(shard.uri, done_file)} missing); re-run the {step} step")
             done = shard.read_json(done_file)
@@ -106,6 +107,10 @@ class JobContext:
                 raise InvalidInput(f"{join(shard.uri, done_file)} is from a run with {done.get('shards')} shards, not {self.shard_count}; re-run the {step} step")
             out.append((shard, done))
         return out
+
+    def my_products(self, products: list[str]) -> list[str]:
+        """This shard's products: every shard_count-th of the sorted list (independent of input order)."""
+        return shard_products(products, self.shard_index, self.shard_count)
 
     def input_store(self, name: str) -> ArtifactStore:
         if name not in self.config.inputs:
@@ -193,6 +198,13 @@ class JobContext:
         for prefix in discard:
             self.store.delete(prefix)
         return manifest
+
+
+def shard_products(products: list[str], index: int, count: int) -> list[str]:
+    """Shard `index` of `count` takes every count-th product of the sorted list."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} is outside 0..{count - 1}")
+    return sorted(products)[index::count]
 
 
 def load_config(text: str) -> JobConfig:

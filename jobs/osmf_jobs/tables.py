@@ -17,18 +17,13 @@ import dataclasses
 import io
 from typing import Any
 
+from osmf_core.layout import Dataset, join
+from osmf_core.store import ArtifactStore, StoreError, open_store
 from osmf_jobs.runtime import InvalidInput
-from osmf_operator.store import ArtifactStore, StoreError, join, open_store
 
-STRING, INTEGER, CATEGORY, FLAG = "string", "integer", "string or integer", "integer 0/1 or boolean"
-
-SCHEMAS: dict[str, dict[str, str]] = {
-    "users": {"user_id": STRING},
-    "products": {"product_id": STRING, "title": STRING, "image_uri": STRING},
-    "images": {"image_id": STRING, "product_id": STRING, "image_uri": STRING},
-    "impressions": {"user_id": STRING, "product_id": STRING, "image_id": STRING, "clicked": FLAG},
-}
-OPTIONAL: dict[str, dict[str, str]] = {"products": {"category": STRING}, "impressions": {"ts": INTEGER}}
+# The schemas are the core's (the contract); this module reads and checks them.
+STRING, INTEGER, CATEGORY, FLAG = Dataset.STRING, Dataset.INTEGER, Dataset.CATEGORY, Dataset.FLAG
+SCHEMAS, OPTIONAL = Dataset.SCHEMAS, Dataset.OPTIONAL
 
 
 @dataclasses.dataclass
@@ -62,7 +57,7 @@ def _sources(store: ArtifactStore, name: str) -> list[Any]:
     """Local paths or in-memory buffers of the table's parquet file(s)."""
     import pyarrow as pa
 
-    rel = f"{name}.parquet"
+    rel = Dataset.table_file(name)
     local = store.local_path(rel)
     if local is not None:
         if local.is_file():
@@ -91,7 +86,7 @@ def read_table(store: ArtifactStore, name: str, columns: dict[str, str], optiona
         try:
             schema = pq.read_schema(source)
         except (pa.ArrowInvalid, OSError) as error:
-            raise InvalidInput(f"table '{name}': {join(store.uri, name + '.parquet')} is not readable parquet ({' '.join(str(error).split())[:160]}); rewrite it") from None
+            raise InvalidInput(f"table '{name}': {join(store.uri, Dataset.table_file(name))} is not readable parquet ({' '.join(str(error).split())[:160]}); rewrite it") from None
         if isinstance(source, pa.BufferReader):
             source.seek(0)
         wanted = []

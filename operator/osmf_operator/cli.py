@@ -14,6 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from osmf_core.layout import ArtifactRoot, Campaign, Dataset, World, join
+
 DEFAULT_ARTIFACTS = "./osmf-artifacts"
 
 
@@ -62,7 +64,7 @@ def run_local(resources, artifacts: str, console: Console):
     for resource in run.resources:
         output = resource.status.artifacts.output
         if resource.kind == "AdImageCampaign" and output is not None:
-            console.print(f"Campaign report: {output.uri}/report.html")
+            console.print(f"Campaign report: {join(output.uri, Campaign.REPORT_HTML)}")
     if report:
         console.print(f"Run report: {report}")
     return (0 if run.succeeded() else 1), run
@@ -81,23 +83,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console = Console()
     root = Path(args.artifacts).absolute()
     world = Path(args.world).absolute() if args.world else root / "demo-world"
-    if not (world / "users.parquet").exists():
+    if not (world / Dataset.table_file(Dataset.USERS)).exists():
         console.print(f"[bold]Generating a synthetic ad world in {world}[/]")
         code = run_job_tool("osmf_jobs.synth", [str(world), *(["--tiny"] if args.tiny else [])])
         if code != 0:
             return fail(f"synthetic world generation failed (exit {code})", code)
     code, run = run_local(demo_resources(world.as_uri()), str(root), console)
     grouping, campaign = output_uri(run, "AudienceGrouping"), output_uri(run, "AdImageCampaign")
-    evaluation = root / "evaluation"  # measured against the world's truth, which no stage reads
+    evaluation = root / ArtifactRoot.EVALUATION_DIR  # measured against the world's truth, which no stage reads
     evaluation.mkdir(parents=True, exist_ok=True)
-    if (world / "truth").exists() and grouping:
-        console.print(f"[bold]Grouping against the world's truth[/] ({evaluation / 'grouping.json'})")
-        code = code or run_job_tool("osmf_jobs.synth.evaluate", [str(world), grouping, "--out", str(evaluation / "grouping.json")])
-    if (world / "truth").exists() and campaign:
-        console.print(f"[bold]Expected CTR lift of the campaign (true click model)[/] ({evaluation / 'campaign-lift.json'})")
-        code = code or run_job_tool("osmf_jobs.campaign.lift", ["--world", str(world), "--campaign", campaign,
-                                                                "--out", str(evaluation / "campaign-lift.json")])
-        console.print(f"Campaign report: {campaign}/report.html")
+    has_truth = (world / World.TRUTH).exists()
+    if has_truth and grouping:
+        out = evaluation / ArtifactRoot.GROUPING_EVALUATION
+        console.print(f"[bold]Grouping against the world's truth[/] ({out})")
+        code = code or run_job_tool("osmf_jobs.synth.evaluate", [str(world), grouping, "--out", str(out)])
+    if has_truth and campaign:
+        out = evaluation / ArtifactRoot.CAMPAIGN_LIFT
+        console.print(f"[bold]Expected CTR lift of the campaign (true click model)[/] ({out})")
+        code = code or run_job_tool("osmf_jobs.campaign.lift", ["--world", str(world), "--campaign", campaign, "--out", str(out)])
+        console.print(f"Campaign report: {join(campaign, Campaign.REPORT_HTML)}")
     return code
 
 

@@ -1,4 +1,4 @@
-"""CustomResourceDefinitions generated from the typed API (`osmf_operator.api`).
+"""CustomResourceDefinitions generated from the typed API (`osmf_core.api`).
 
 The pydantic models are the source of truth; this module turns their JSON schema into the
 structural OpenAPI v3 schema the API server wants:
@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 from pydantic.json_schema import GenerateJsonSchema
 
-from .api import GROUP, KINDS, VERSION, KindInfo, OsmfStatus
+from osmf_core.api import GROUP, KINDS, VERSION, KindInfo, OsmfStatus
 
 CATEGORY = "osmf"
-HEADER = "# Generated from osmf_operator.api by `osmf crds` (make generate). Do not edit.\n"
+HEADER = "# Generated from osmf_core.api by `osmf crds` (make generate). Do not edit.\n"
 # Where `osmf crds` writes by default, relative to the repository root: the CRDs and the chart's copy.
 DEFAULT_OUT_DIRS = ("crds", "charts/osmf/crds")
 

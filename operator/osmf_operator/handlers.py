@@ -24,17 +24,18 @@ from typing import Any, Callable
 import kopf
 from pydantic import ValidationError
 
-from .api import API_VERSION, GROUP, KINDS, VERSION, OsmfStatus, Resource, SpecError, parse_resource
-from .api.resource import Metadata
+from osmf_core.api import API_VERSION, GROUP, KINDS, VERSION, OsmfStatus, Resource, SpecError, parse_resource
+from osmf_core.api.resource import Metadata
 from .builders import BuildError, build_inference_service, build_job_objects, config_map_name, owner_of, rendezvous_service_name, spec_problems
 from .builders.pod import KUEUE_QUEUE_LABEL, MANAGED_BY
-from .core import Blocked, Decision, Observed, ObservedJob, ObservedService, decide, plan_run, references, service_name
-from .core.plan import Reference, RunPlan
+from .reconcile import Blocked, Decision, Observed, ObservedJob, ObservedService, decide, plan_run, references, service_name
+from .reconcile.plan import Reference, RunPlan
 from .kube import CONNECTIONS, Conflict, Kube, KubeError, owned_by, rfc3339
 from .metrics import OperatorMetrics
 from .observe import job_is_suspended, job_needs_pods, observe_job, observe_service
 from .settings import OperatorSettings
-from .store import PROGRESS, StoreError, open_store, read_manifest
+from osmf_core.layout import progress_files
+from osmf_core.store import StoreError, open_store, read_manifest
 
 LOG = logging.getLogger("osmf.operator")
 CAMPAIGN = "AdImageCampaign"
@@ -252,8 +253,7 @@ class Operator:
         last = resource.status.progress
         if last is not None and last.step == step.name and seconds_since(last.updated, now) < self.settings.progress_interval_seconds:
             return []
-        shards = getattr(resource.spec, "shards", 1)
-        rels = [f"shards/{i}/{PROGRESS}" for i in range(shards)] if step.sharded else [PROGRESS]
+        rels = progress_files(step.sharded, getattr(resource.spec, "shards", 1))
         docs = []
         for rel in rels:
             try:

@@ -15,7 +15,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from .api import API_VERSION, KINDS
+from osmf_core.api import API_VERSION, KINDS
+
 from .builders.pod import LABEL_KIND, LABEL_NAME, label_value
 
 COMPONENT = "osmf-operator"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .builders.pod import ANNOTATION_INPUT_HASH, KUEUE_QUEUE_LABEL, LABEL_INPUT_HASH, LABEL_STEP
-from .core import ObservedJob, ObservedService
+from .reconcile import ObservedJob, ObservedService
 
 # Waiting reasons of a container that mean "this will not start without a person".
 STUCK_WAITING_REASONS = (

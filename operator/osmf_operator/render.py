@@ -12,14 +12,15 @@ from pathlib import Path
 
 import yaml
 
-from .api import API_VERSION, Resource, parse_resource
+from osmf_core.api import API_VERSION, Resource, parse_resource
+
 from .builders.jobs import build_job_objects
 from .builders.serving import build_inference_service
-from .core import Observed, plan_run, references
-from .core.plan import Blocked, RunPlan
-from .core.reconcile import job_request, service_name
-from .core import ServiceRequest
 from .local.runner import topological
+from .reconcile import Observed, plan_run, references
+from .reconcile import ServiceRequest
+from .reconcile.decide import job_request, service_name
+from .reconcile.plan import Blocked, RunPlan
 from .settings import OperatorSettings, SettingsError, load_settings, parse_settings
 
 UNKNOWN_DIGEST = "sha256:unknown-until-run"

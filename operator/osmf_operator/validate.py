@@ -27,8 +27,8 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from .api import API_VERSION, GROUP, KINDS, SpecError, parse_resource
-from .api.resource import Resource, field_path
+from osmf_core.api import API_VERSION, GROUP, KINDS, SpecError, parse_resource
+from osmf_core.api.resource import Resource, field_path
 
 ERROR = "error"
 WARNING = "warning"
@@ -292,7 +292,7 @@ class _Entry:
 
 
 def check_set(entries: list[_Entry]) -> list[Problem]:
-    from .core.plan import references
+    from .reconcile.plan import references
 
     problems: list[Problem] = []
     by_key: dict[tuple[str, str, str], _Entry] = {}

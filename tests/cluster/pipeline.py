@@ -73,7 +73,7 @@ def cluster_pipeline(data_uri: str) -> list[dict[str, Any]]:
 
 def upload_tiny_world(s3_server, prefix: str) -> str:
     """`osmf synth --tiny` into a temp folder, uploaded to the session's bucket; returns its URI."""
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(tmp) / "world"

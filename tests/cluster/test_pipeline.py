@@ -14,7 +14,6 @@ import hashlib
 from datetime import datetime
 
 import pytest
-
 from tests.cluster.controlplane import CPU_NODE, H100_NODES
 from tests.cluster.pipeline import PIPELINE_TIMEOUT_S, S3_OUTAGE_SECONDS, condition
 
@@ -76,7 +75,7 @@ def test_stages_start_only_after_their_dependencies_succeeded(pipeline):
 
 
 def test_artifacts_are_in_s3_with_their_manifest_digest(pipeline, s3_server):
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     for (kind, name), obj in pipeline.final.items():
         output = obj["status"]["artifacts"]["output"]

@@ -8,7 +8,6 @@ Each test runs a small AudienceGrouping on the tiny synthetic world with the rea
 from __future__ import annotations
 
 import pytest
-
 from tests.cluster.controlplane import GiveUp, wait_for
 from tests.cluster.pipeline import cluster_pipeline, condition, is_true, upload_tiny_world
 
@@ -102,7 +101,7 @@ def test_a_disrupted_pod_does_not_count_against_retries(
 
 def test_deleting_a_resource_mid_run_removes_its_children_and_keeps_its_artifacts(
         control_plane, operator, pod_bridge, workload_ns, world_uri):
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     cp = control_plane
     pod_bridge.serve(workload_ns)

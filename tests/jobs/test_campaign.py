@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.jobs.test_campaign_world import campaign_config, run_campaign_step, shared_campaign_world
 
 from osmf_jobs import style
 from osmf_jobs.campaign.generate import Candidate, ProductResult, choose
 from osmf_jobs.campaign.inputs import CatalogEntry, Group
 from osmf_jobs.render import product_cutout
-from tests.jobs.test_campaign_world import campaign_config, run_campaign_step, shared_campaign_world
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -252,7 +252,7 @@ def test_campaign_runs_and_serves_from_s3(world, s3_server):
     """The run directory on S3 (inputs stay local): images, campaign.json, report and manifest land in
     the bucket, and the predictor loads the campaign from its STORAGE_URI there."""
     from osmf_jobs.serving.predictor import GroupImagePredictor
-    from osmf_operator.store import open_store, read_manifest
+    from osmf_core.store import open_store, read_manifest
 
     uri = f"s3://{s3_server.bucket}/default/adimagecampaign/campaign/s3run"
     for step in ("generate", "merge"):

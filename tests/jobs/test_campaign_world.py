@@ -81,7 +81,8 @@ def write_preference_model(grouping: Path, products: list[str], seed: int) -> "A
     model/weights.npz, paag's layout); returns a numpy Assigner over it (groups not yet attached)."""
     import torch
 
-    from osmf_jobs.paag.assign import CONFIG, WEIGHTS, Assigner
+    from osmf_core.layout import Grouping
+    from osmf_jobs.paag.assign import Assigner
     from osmf_jobs.paag.model import PreferenceModel, export_arrays
 
     rng = np.random.default_rng(seed)
@@ -96,9 +97,9 @@ def write_preference_model(grouping: Path, products: list[str], seed: int) -> "A
         np.zeros(4, np.float32), np.ones(4, np.float32), np.zeros(len(products), np.int64),
     )
     config = {"attributes": list(ATTRIBUTES), "vocab": vocab, "products": products, "creatives": [], "embedding_dim": GROUP_DIM}
-    (grouping / CONFIG).parent.mkdir(parents=True, exist_ok=True)
-    (grouping / CONFIG).write_text(json.dumps(config))
-    np.savez(grouping / WEIGHTS, **arrays)
+    (grouping / Grouping.MODEL_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (grouping / Grouping.MODEL_CONFIG).write_text(json.dumps(config))
+    np.savez(grouping / Grouping.MODEL_WEIGHTS, **arrays)
     return Assigner(config, arrays)
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from osmf_core.api import RenderingSpec
+from osmf_core.store import FileStore
 from osmf_jobs import style
 from osmf_jobs.render import ProceduralRenderer, make_renderer, product_cutout
 from osmf_jobs.runtime import InvalidInput
-from osmf_operator.api import RenderingSpec
-from osmf_operator.store import FileStore
 
 PROMPT = "cool palette, striped backdrop, dim lighting, calm mood"
 TINY = {"backend": "diffusers", "size": 64, "steps": 2, "model_uri": "builtin:tiny-sd",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from osmf_core.api import KINDS
 from osmf_jobs.runtime import InvalidInput, JobContext, Retriable, run_job
-from osmf_operator.api import KINDS
 
 
 def main(ctx: JobContext) -> None:

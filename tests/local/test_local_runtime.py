@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 from rich.console import Console
+from tests.factories import body, reward_body
 
-from osmf_operator.api import KINDS, parse_resource
+from osmf_core.api import KINDS, parse_resource
+from osmf_core.store import open_store
 from osmf_operator.local.executor import LocalExecutor
 from osmf_operator.local.runner import LocalRuntime
-from osmf_operator.store import open_store
-from tests.factories import body, reward_body
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = "tests.local.standin_job"

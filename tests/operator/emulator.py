@@ -24,14 +24,14 @@ import attrs
 import kmock
 import kopf
 from kmock._internal import enums, rendering
+from tests.operator import kubeobjects as ko
 
-from osmf_operator.api import GROUP, KINDS, VERSION
+from osmf_core.api import GROUP, KINDS, VERSION
+from osmf_core.store import open_store
 from osmf_operator.handlers import Operator, register
 from osmf_operator.kube import Kube, path_for
 from osmf_operator.metrics import OperatorMetrics
 from osmf_operator.settings import parse_settings
-from osmf_operator.store import open_store
-from tests.operator import kubeobjects as ko
 
 NAMESPACE = "default"
 SUBRESOURCE_KINDS = {"jobs", "inferenceservices", *(info.plural for info in KINDS.values())}

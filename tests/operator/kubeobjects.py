@@ -157,7 +157,7 @@ def built_job(kind: str = "AudienceGrouping", step: str | None = None, settings:
               **spec: Any) -> dict[str, Any]:
     """The Job the operator would create for `step` of a fresh resource (earlier steps succeeded), with `status`."""
     from osmf_operator.builders import build_job_objects, owner_of
-    from osmf_operator.core import Observed, ObservedJob, decide, plan_run
+    from osmf_operator.reconcile import Observed, ObservedJob, decide, plan_run
     from osmf_operator.settings import parse_settings
     from tests.factories import resource
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
-
-from osmf_operator.api import KINDS, JobConfig
-from osmf_operator.kube import Conflict
-from osmf_operator.store import open_store
 from tests.factories import body, reward_body
 from tests.operator import kubeobjects as ko
+
+from osmf_core.api import KINDS, JobConfig
+from osmf_core.store import open_store
+from osmf_operator.kube import Conflict
 
 pytestmark = pytest.mark.asyncio
 
@@ -379,7 +379,7 @@ async def test_status_writes_carry_a_resource_version_precondition(cluster, data
 
 async def test_an_unreachable_store_is_reported_in_status_and_retried(cluster, data_root, monkeypatch):
     from osmf_operator import handlers
-    from osmf_operator.store import StoreError
+    from osmf_core.store import StoreError
 
     real_open_store, broken = handlers.open_store, {"on": True}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from osmf_operator.api.common import Condition, OsmfStatus
+from osmf_core.api.common import Condition, OsmfStatus
 
 lupa = pytest.importorskip("lupa.lua51", reason="lupa (PyPI) provides the Lua interpreter")
 

@@ -108,7 +108,7 @@ BLOCKER = textwrap.dedent(f"""
 def run_blocked(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     script = tmp_path / "blocked.py"
     script.write_text(BLOCKER + textwrap.dedent(code), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "core"), str(REPO / "operator"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -123,7 +123,22 @@ def test_every_operator_module_imports_without_the_ml_extras(tmp_path):
     """, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     imported = set(result.stdout.split())
-    assert {"osmf_operator.cli", "osmf_operator.crdgen", "osmf_operator.validate", "osmf_operator.store"} <= imported
+    assert {"osmf_operator.cli", "osmf_operator.crdgen", "osmf_operator.validate", "osmf_operator.reconcile.plan"} <= imported
+
+
+def test_the_core_imports_without_either_side(tmp_path):
+    """What the trainer and predictor images share with the operator image: osmf_core alone."""
+    result = run_blocked("""
+        BLOCKED = BLOCKED + ("osmf_operator", "kopf", "kubernetes")
+        import osmf_core
+        names = sorted(m.name for m in pkgutil.walk_packages(osmf_core.__path__, "osmf_core."))
+        for name in names:
+            importlib.import_module(name)
+        check_nothing_blocked_loaded()
+        print("\\n".join(names))
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert {"osmf_core.api", "osmf_core.store"} <= set(result.stdout.split())
 
 
 def test_osmf_validate_and_crds_check_run_without_the_ml_extras(tmp_path):

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from osmf_operator.api import INVALID_INPUT_EXIT_CODE, JobConfig, parse_resource
+from osmf_core.api import INVALID_INPUT_EXIT_CODE, JobConfig, parse_resource
 from osmf_operator.builders import (
     BuildError,
     build_inference_service,
@@ -26,7 +26,7 @@ from osmf_operator.builders import (
     rendezvous_service_name,
     spec_problems,
 )
-from osmf_operator.core import Observed, ObservedJob, ObservedService, decide, plan_run, references
+from osmf_operator.reconcile import Observed, ObservedJob, ObservedService, decide, plan_run, references
 from osmf_operator.settings import parse_settings
 from tests.factories import body, resource, reward_body, succeeded
 

@@ -14,11 +14,11 @@ from typing import Any, Iterator
 import jsonschema
 import pytest
 import yaml
-
-from osmf_operator import crdgen
-from osmf_operator.api import KINDS, SpecError, parse_resource
-from osmf_operator.validate import to_json_schema
 from tests.factories import body, deep_merge, reward_body
+
+from osmf_core.api import KINDS, SpecError, parse_resource
+from osmf_operator import crdgen
+from osmf_operator.validate import to_json_schema
 
 try:
     import cel

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from osmf_operator.api import JobConfig
-from osmf_operator.core import Blocked, Observed, ObservedJob, ObservedService, RunPlan, decide, input_hash, job_name, plan_run
 from tests.factories import body, failed, resource, reward_body, running, succeeded
-from osmf_operator.api import parse_resource
+
+from osmf_core.api import JobConfig
+from osmf_core.api import parse_resource
+from osmf_operator.reconcile import Blocked, Observed, ObservedJob, ObservedService, RunPlan, decide, input_hash, job_name, plan_run
 
 NOW = "2026-06-01T12:00:00Z"
 ROOT = "s3://bucket/osmf"

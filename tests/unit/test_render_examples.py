@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from osmf_jobs.runtime import argument_parser, build_context, load_config
-from osmf_operator.api import INVALID_INPUT_EXIT_CODE, KINDS
 from tests.unit.test_builders import validate
+
+from osmf_core.api import INVALID_INPUT_EXIT_CODE, KINDS
+from osmf_jobs.runtime import argument_parser, build_context, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

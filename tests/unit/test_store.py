@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from osmf_operator.store import (
+from osmf_core.store import (
     MANIFEST,
     FileStore,
     S3Store,

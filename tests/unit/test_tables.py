@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from osmf_core.store import open_store
 from osmf_jobs import tables as TB
 from osmf_jobs.runtime import InvalidInput
-from osmf_operator.store import open_store
 
 
 def _world(root: Path, **override) -> Path:

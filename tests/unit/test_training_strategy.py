@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from osmf_operator.core import input_hash
-from osmf_operator.core.plan import result_spec
 from tests.factories import resource
+
+from osmf_operator.reconcile import input_hash
+from osmf_operator.reconcile.plan import result_spec
 
 
 def _hash(res) -> str:

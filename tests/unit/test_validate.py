@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-
-from osmf_operator.api import KINDS
-from osmf_operator.validate import ERROR, WARNING, Problem, has_errors, schema_problems, validate_paths
 from tests.factories import body, reward_body
+
+from osmf_core.api import KINDS
+from osmf_operator.validate import ERROR, WARNING, Problem, has_errors, schema_problems, validate_paths
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from osmf_jobs.runtime import InvalidInput, JobContext
-from osmf_operator.store import join
+from osmf_core.api import Role
+from osmf_core.layout import Campaign, join
 
 from . import config as C
 from .inputs import (
@@ -133,14 +134,14 @@ class CampaignGenerator:
             # two threads made GRM scoring ~10x slower in wall and CPU time; use shards for the cores.
             torch.set_num_threads(1)
         grm = None
-        if ctx.has_input(C.REWARD):
-            store = ctx.input_store(C.REWARD)
+        if ctx.has_input(Role.REWARD):
+            store = ctx.input_store(Role.REWARD)
             try:
                 grm = RewardModel.load(gmodel_dir(store))
             except FileNotFoundError:
-                raise InvalidInput(f"reward model {label(ctx, C.REWARD)} holds no G-MLLM (no gmodel.json); it must be a reward GMLLMTraining run") from None
+                raise InvalidInput(f"reward model {label(ctx, Role.REWARD)} holds no G-MLLM (no gmodel.json); it must be a reward GMLLMTraining run") from None
             except ValueError as error:
-                raise InvalidInput(f"reward model {label(ctx, C.REWARD)}: {error}") from None
+                raise InvalidInput(f"reward model {label(ctx, Role.REWARD)}: {error}") from None
         elif spec.reward_model_ref is not None:
             raise InvalidInput(f"spec.rewardModelRef names {spec.reward_model_ref.name} but the job config has no 'reward' input; re-apply the campaign")
         return cls(spec, policy, grm, make_renderer(spec.rendering))
@@ -204,14 +205,14 @@ def write_product(ctx: JobContext, result: ProductResult, data_uri_of: Any) -> d
         own = [(i, c) for i, c in enumerate(result.candidates) if c.owner == group.group_id]
         records = []
         for i, cand in own:
-            rel = C.group_image_path(pid, group.group_id, cand.n)
+            rel = Campaign.group_image(pid, group.group_id, cand.n)
             store.write_bytes(rel, png_bytes(cand.image))
             records.append({"n": cand.n, "prompt": cand.prompt, "image": rel,
                             "score": None if cand.scores is None else cand.scores[index_of[group.group_id]]})
         best = result.candidates[result.chosen[group.group_id]]
         onesize = result.candidates[result.onesize]
         column = index_of[group.group_id]
-        rel = C.group_image_path(pid, group.group_id, best.n)
+        rel = Campaign.group_image(pid, group.group_id, best.n)
         groups.append({
             "group_id": group.group_id, "size": group.size, "prompt": best.prompt, "n": best.n,
             "image": rel, "image_uri": join(store.uri, rel),
@@ -220,7 +221,7 @@ def write_product(ctx: JobContext, result: ProductResult, data_uri_of: Any) -> d
             "candidates": records,
         })
     onesize = result.candidates[result.onesize]
-    rel = C.onesize_image_path(pid)
+    rel = Campaign.onesize_image(pid)
     store.write_bytes(rel, png_bytes(onesize.image))
     weights = np.asarray([max(g.size, 0) for g in result.groups], dtype=np.float64)
     weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1.0 / len(weights))
@@ -239,11 +240,11 @@ def write_product(ctx: JobContext, result: ProductResult, data_uri_of: Any) -> d
 def generate(ctx: JobContext) -> None:
     """Shard `ctx.shard_index` of `ctx.shard_count`: its products → images + shards/<i>/records.json."""
     spec = ctx.spec
-    grouping = ctx.input_store(C.GROUPING)
-    data = ctx.input_store(C.DATA)
+    grouping = ctx.input_store(Role.GROUPING)
+    data = ctx.input_store(Role.DATA)
     groups = load_groups(grouping)
     products = resolve_products(list(spec.products), groups, grouping_label(ctx))
-    mine = C.shard_products(products, ctx.shard_index, ctx.shard_count)
+    mine = ctx.my_products(products)
     catalog = load_catalog(data, mine)
     cutouts = {pid: load_cutout(data, catalog[pid]) for pid in mine}  # every image checked before any model loads
     ctx.progress(0, len(mine), force=True)
@@ -255,5 +256,5 @@ def generate(ctx: JobContext) -> None:
         records.append(record)
         scores += [g["score"] for g in record["groups"] if g["score"] is not None]
         ctx.progress(done, len(mine), metrics={"products": done, **({"mean_grm_score": float(np.mean(scores))} if scores else {})})
-    ctx.shard_store.write_json(C.SHARD_RECORDS, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": records})
+    ctx.shard_store.write_json(Campaign.SHARD_RECORDS, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": records})
     ctx.progress(len(mine), len(mine), force=True)

@@ -12,20 +12,19 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.api import Role
+from osmf_core.layout import MANIFEST, Dataset, Grouping, join
+from osmf_core.store import ArtifactStore, open_store, read_manifest
 from osmf_jobs import tables
 from osmf_jobs.runtime import InvalidInput, JobContext
-from osmf_operator.store import ArtifactStore, join, open_store, read_manifest
-
-from .config import GENERATOR, GROUPING, POLICY
 
 GROUP_COLUMNS = ("product_id", "group_id", "size", "representatives")
 
 
-def read_table(store: ArtifactStore, name: str, what: str, columns: list[str] | None = None):
-    """`<name>.parquet` of a store: a file, or a directory of parts (DESIGN §5)."""
+def read_table(store: ArtifactStore, rel: str, what: str, columns: list[str] | None = None):
+    """A parquet table of a store: one file, or a directory of parts (DESIGN §5)."""
     import pandas as pd
 
-    rel = f"{name}.parquet"
     local = store.local_path(rel)
     if local is not None and local.is_file():
         return pd.read_parquet(local, columns=columns)
@@ -51,8 +50,9 @@ class Group:
 
 def load_groups(grouping: ArtifactStore) -> dict[str, list[Group]]:
     """product id → its groups, sorted by group id, from the grouping's groups.parquet."""
-    frame = read_table(grouping, "groups", f"AudienceGrouping {grouping.uri}", columns=list(GROUP_COLUMNS))
-    require_columns(frame, GROUP_COLUMNS, f"{join(grouping.uri, 'groups.parquet')}")
+    where = join(grouping.uri, Grouping.GROUPS)
+    frame = read_table(grouping, Grouping.GROUPS, f"AudienceGrouping {grouping.uri}", columns=list(GROUP_COLUMNS))
+    require_columns(frame, GROUP_COLUMNS, where)
     out: dict[str, list[Group]] = {}
     shapes = set()
     for product, group, size, reps in zip(frame["product_id"], frame["group_id"], frame["size"], frame["representatives"]):
@@ -60,9 +60,9 @@ def load_groups(grouping: ArtifactStore) -> dict[str, list[Group]]:
         shapes.add(matrix.shape)
         out.setdefault(str(product), []).append(Group(int(group), int(size), matrix))
     if len(shapes) > 1:
-        raise InvalidInput(f"{join(grouping.uri, 'groups.parquet')}: representatives have mixed shapes {sorted(shapes)}; re-run the AudienceGrouping")
+        raise InvalidInput(f"{where}: representatives have mixed shapes {sorted(shapes)}; re-run the AudienceGrouping")
     if shapes and 0 in next(iter(shapes)):
-        raise InvalidInput(f"{join(grouping.uri, 'groups.parquet')}: groups have no representatives; re-run the AudienceGrouping")
+        raise InvalidInput(f"{where}: groups have no representatives; re-run the AudienceGrouping")
     return {p: sorted(gs, key=lambda g: g.group_id) for p, gs in out.items()}
 
 
@@ -92,7 +92,7 @@ class CatalogEntry:
 
 
 def load_catalog(data: ArtifactStore, products: list[str]) -> dict[str, CatalogEntry]:
-    frame = tables.read_table(data, "products", tables.SCHEMAS["products"])
+    frame = tables.read_table(data, Dataset.PRODUCTS, Dataset.SCHEMAS[Dataset.PRODUCTS])
     rows = {pid: CatalogEntry(pid, title, uri) for pid, title, uri in zip(frame["product_id"], frame["title"], frame["image_uri"])}
     missing = [p for p in products if p not in rows]
     if missing:
@@ -127,17 +127,17 @@ def generator_stores(ctx: JobContext) -> tuple[ArtifactStore, ArtifactStore | No
     config without it falls back to the `policy` input recorded in the GroupDPORun's manifest.
     """
     ref = ctx.spec.generator_ref
-    generator = ctx.input_store(GENERATOR)
+    generator = ctx.input_store(Role.GENERATOR)
     if ref.kind == "GMLLMTraining":
         return generator, None
-    if ctx.has_input(POLICY):
-        return ctx.input_store(POLICY), generator
+    if ctx.has_input(Role.POLICY):
+        return ctx.input_store(Role.POLICY), generator
     found = read_manifest(generator)
     for item in (found[0].get("inputs", []) if found else []):
-        if item.get("name") == POLICY and item.get("uri"):
+        if item.get("name") == Role.POLICY and item.get("uri"):
             return open_store(item["uri"]), generator
     raise InvalidInput(
-        f"generator GroupDPORun/{ref.name}: no 'policy' input in the job config and none recorded in {join(generator.uri, 'manifest.json')}; "
+        f"generator GroupDPORun/{ref.name}: no 'policy' input in the job config and none recorded in {join(generator.uri, MANIFEST)}; "
         "re-run the GroupDPORun"
     )
 
@@ -152,4 +152,4 @@ def label(ctx: JobContext, role: str) -> str:
 
 
 def grouping_label(ctx: JobContext) -> str:
-    return label(ctx, GROUPING) if ctx.has_input(GROUPING) else f"AudienceGrouping/{ctx.spec.grouping_ref.name}"
+    return label(ctx, Role.GROUPING) if ctx.has_input(Role.GROUPING) else f"AudienceGrouping/{ctx.spec.grouping_ref.name}"

@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.layout import Campaign, Grouping, World, join
+from osmf_core.store import ArtifactStore, open_store
 from osmf_jobs import style as S
-from osmf_operator.store import ArtifactStore, open_store
 
 
 class LiftError(ValueError):
@@ -66,12 +67,12 @@ class WorldTruth:
     def load(cls, root: str) -> "WorldTruth":
         store = open_store(root)
         try:
-            world = json.loads(store.read_bytes("truth/world.json"))
+            world = json.loads(store.read_bytes(World.WORLD))
         except FileNotFoundError:
-            raise LiftError(f"{store.uri}: no truth/world.json; --world must be a synthetic world (osmf synth)") from None
-        segments = _parquet(store, "truth/segments.parquet")
-        noise = _parquet(store, "truth/user_noise.parquet")
-        images = _parquet(store, "truth/images.parquet")
+            raise LiftError(f"{store.uri}: no {World.WORLD}; --world must be a synthetic world (osmf synth)") from None
+        segments = _parquet(store, World.SEGMENTS)
+        noise = _parquet(store, World.USER_NOISE)
+        images = _parquet(store, World.IMAGE_STYLES)
         logged: dict[str, list[S.Style]] = {}
         for row in images.itertuples(index=False):
             logged.setdefault(str(row.product_id), []).append(S.Style(row.palette, row.pattern, row.lighting, row.mood))
@@ -129,7 +130,7 @@ def product_lift(truth: WorldTruth, product_id: str, users: list[str], groups: l
     one = sigmoid(base + truth.bonus(product_id, segs, onesize))
     logged = truth.logged.get(product_id)
     if not logged:
-        raise LiftError(f"product {product_id!r} has no logged creatives in the world's truth/images.parquet")
+        raise LiftError(f"product {product_id!r} has no logged creatives in the world's {World.IMAGE_STYLES}")
     per_style = np.stack([sigmoid(base + truth.bonus(product_id, segs, st)) for st in logged])  # styles × users
     best_logged = per_style[int(np.argmax(per_style.sum(axis=1)))]
     oracle = np.zeros(len(users))
@@ -158,14 +159,14 @@ def expected_lift(world: str, campaign: str, grouping: str | None = None, per_pr
     """The figures of the module docstring for a campaign run (URI) on a world (URI or path)."""
     run = open_store(campaign)
     try:
-        doc = run.read_json("campaign.json")
+        doc = run.read_json(Campaign.CAMPAIGN_JSON)
     except FileNotFoundError:
-        raise LiftError(f"{run.uri}: no campaign.json; --campaign must be a finished AdImageCampaign run") from None
+        raise LiftError(f"{run.uri}: no {Campaign.CAMPAIGN_JSON}; --campaign must be a finished AdImageCampaign run") from None
     grouping_uri = grouping or (doc.get("grouping") or {}).get("uri")
     if not grouping_uri:
-        raise LiftError(f"{run.uri}/campaign.json names no grouping; pass --grouping")
+        raise LiftError(f"{join(run.uri, Campaign.CAMPAIGN_JSON)} names no grouping; pass --grouping")
     truth = WorldTruth.load(world)
-    assignments = _parquet(open_store(grouping_uri), "assignments.parquet", columns=["product_id", "user_id", "group_id"])
+    assignments = _parquet(open_store(grouping_uri), Grouping.ASSIGNMENTS, columns=["product_id", "user_id", "group_id"])
     assignments = assignments.assign(product_id=assignments["product_id"].astype(str), user_id=assignments["user_id"].astype(str))
     by_product = {pid: frame for pid, frame in assignments.groupby("product_id")}
     rows = []
@@ -178,7 +179,7 @@ def expected_lift(world: str, campaign: str, grouping: str | None = None, per_pr
         onesize = _image_style(run, product["onesize"]["image"])
         rows.append(product_lift(truth, pid, list(frame["user_id"]), [int(g) for g in frame["group_id"]], styles, onesize))
     if not rows:
-        raise LiftError(f"no campaign product has users in {grouping_uri}/assignments.parquet; nothing to evaluate")
+        raise LiftError(f"no campaign product has users in {join(grouping_uri, Grouping.ASSIGNMENTS)}; nothing to evaluate")
     users = sum(r["users"] for r in rows)
     total = {k: sum(r["sums"][k] for r in rows) for k in ("campaign", "onesize", "best_logged", "oracle")}
     out: dict[str, Any] = {

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.api import Role
+from osmf_core.layout import Campaign, join, shard_file
 from osmf_jobs.runtime import InvalidInput, JobContext
-from osmf_operator.store import join
 
 from . import config as C
 from .generate import generate
@@ -18,7 +19,7 @@ from .report import build_report, defining_attributes, image_reader, pipeline_st
 def read_shard_records(ctx: JobContext) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for index in range(ctx.shard_count):
-        rel = f"shards/{index}/{C.SHARD_RECORDS}"
+        rel = shard_file(index, Campaign.SHARD_RECORDS)
         if not ctx.store.exists(rel):
             raise InvalidInput(f"shard {index} of {ctx.shard_count} wrote no records ({join(ctx.store.uri, rel)}); re-run the generate step")
         doc = ctx.store.read_json(rel)
@@ -48,8 +49,8 @@ def campaign_metrics(products: list[dict[str, Any]], images_per_group: int) -> d
 
 def merge(ctx: JobContext) -> None:
     spec = ctx.spec
-    grouping = ctx.input_store(C.GROUPING)
-    data = ctx.input_store(C.DATA)
+    grouping = ctx.input_store(Role.GROUPING)
+    data = ctx.input_store(Role.DATA)
     expected = resolve_products(list(spec.products), load_groups(grouping), grouping_label(ctx))
     products = read_shard_records(ctx)
     got = [p["product_id"] for p in products]
@@ -58,24 +59,24 @@ def merge(ctx: JobContext) -> None:
         raise InvalidInput(f"the shards' records cover {len(got)} products, the campaign has {len(expected)} (e.g. {missing[0]!r} differs); re-run the generate step")
     inputs = {role: art.model_dump(mode="json", exclude_none=True) for role, art in sorted(ctx.config.inputs.items())}
     meta = ctx.config.metadata
-    reward = ctx.config.inputs.get(C.REWARD)
+    reward = ctx.config.inputs.get(Role.REWARD)
     campaign = {
         "apiVersion": ctx.config.api_version, "kind": ctx.config.kind, "name": meta.name, "namespace": meta.namespace,
         "inputHash": ctx.config.run.input_hash, "uri": ctx.store.uri,
-        "grouping": inputs.get(C.GROUPING),
-        "generator": {"kind": spec.generator_ref.kind, "name": spec.generator_ref.name, "uri": inputs.get(C.GENERATOR, {}).get("uri")},
+        "grouping": inputs.get(Role.GROUPING),
+        "generator": {"kind": spec.generator_ref.kind, "name": spec.generator_ref.name, "uri": inputs.get(Role.GENERATOR, {}).get("uri")},
         "reward": None if reward is None else {"name": spec.reward_model_ref.name if spec.reward_model_ref else reward.name, "uri": reward.uri},
         "imagesPerGroup": spec.images_per_group,
         "rendering": spec.rendering.wire(),
         "products": products,
     }
-    ctx.store.write_json(C.CAMPAIGN_JSON, campaign)
-    ctx.store.write_json(f"{C.SERVING_DIR}/{C.CAMPAIGN_JSON}", campaign)
+    ctx.store.write_json(Campaign.CAMPAIGN_JSON, campaign)
+    ctx.store.write_json(Campaign.SERVING_CAMPAIGN_JSON, campaign)
     metrics = campaign_metrics(products, spec.images_per_group)
     shown = [p["product_id"] for p in products[: C.REPORT_MAX_PRODUCTS]]
     profiles, note = defining_attributes(grouping, data, shown)
     page = build_report(campaign, metrics, pipeline_stages(inputs), profiles, note, image_reader(ctx.store))
-    ctx.store.write_bytes(C.REPORT_HTML, page.encode())
+    ctx.store.write_bytes(Campaign.REPORT_HTML, page.encode())
     ctx.progress(1, 1, metrics=metrics, force=True)
     ctx.write_manifest(metrics=metrics)
 

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from osmf_jobs import tables
 from osmf_jobs.runtime import InvalidInput
-from osmf_operator.store import ArtifactStore, open_store, read_manifest
+from osmf_core.layout import Grouping
+from osmf_core.store import ArtifactStore, open_store, read_manifest
 
 from . import config as C
 from .inputs import read_table
@@ -34,18 +35,9 @@ Profile = list[tuple[str, str, float, float]]  # (attribute, value, share in gro
 
 def allowed_attributes(grouping: ArtifactStore) -> list[str]:
     """spec.userAttributes of the grouping, as it recorded them (model config, metrics or manifest)."""
-    candidates = ("model/config.json", "model/assigner.json", "config.json", "metrics.json")
-    for rel in candidates:
-        if grouping.exists(rel):
-            try:
-                doc = grouping.read_json(rel)
-            except ValueError:
-                continue
-            for key in ("user_attributes", "userAttributes", "attributes"):
-                value = doc.get(key) if isinstance(doc, dict) else None
-                if isinstance(value, list) and all(isinstance(a, str) for a in value):
-                    return list(value)
-    return []
+    from osmf_jobs.paag.export import recorded_attributes
+
+    return recorded_attributes(grouping)
 
 
 def defining_attributes(grouping: ArtifactStore, data: ArtifactStore, products: list[str]) -> tuple[dict[tuple[str, int], Profile], str]:
@@ -53,9 +45,9 @@ def defining_attributes(grouping: ArtifactStore, data: ArtifactStore, products: 
     attributes = allowed_attributes(grouping)
     if not attributes:
         return {}, "the grouping recorded no attribute allow-list, so no attributes are shown"
-    if not grouping.exists("assignments.parquet"):
-        return {}, "the grouping has no assignments.parquet, so no attributes are shown"
-    assignments = read_table(grouping, "assignments", "AudienceGrouping", columns=["product_id", "user_id", "group_id"])
+    if not grouping.exists(Grouping.ASSIGNMENTS):
+        return {}, f"the grouping has no {Grouping.ASSIGNMENTS}, so no attributes are shown"
+    assignments = read_table(grouping, Grouping.ASSIGNMENTS, "AudienceGrouping", columns=["product_id", "user_id", "group_id"])
     assignments = assignments.assign(product_id=assignments["product_id"].astype(str))
     assignments = assignments[assignments["product_id"].isin(set(products))]
     try:

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.api import Role
+from osmf_core.layout import METRICS, SHARD_DONE, GAIP, Dataset, Grouping, join
 from osmf_jobs import metrics as M
 from osmf_jobs import tables as TB
 from osmf_jobs.runtime import InvalidInput, JobContext
-from osmf_operator.store import join
 
 from . import config as C
 
@@ -46,25 +47,24 @@ def _pairs(kept: Any, low: float, high: float) -> Any:
     both = both.assign(ctr_ratio=both["chosen_ctr"] / both["rejected_ctr"])
     both = both[(both["ctr_ratio"] >= low) & (both["ctr_ratio"] <= high)]
     if both.empty:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(C.PAIR_COLUMNS, ["object", "int64", "object", "object", "float64", "float64", "int64", "int64", "float64", "object"])})
-    return both[C.PAIR_COLUMNS].sort_values(["product_id", "group_id", "chosen_image_id", "rejected_image_id"]).reset_index(drop=True)
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(GAIP.PAIR_COLUMNS, ["object", "int64", "object", "object", "float64", "float64", "int64", "int64", "float64", "object"])})
+    return both[list(GAIP.PAIR_COLUMNS)].sort_values(["product_id", "group_id", "chosen_image_id", "rejected_image_id"]).reset_index(drop=True)
 
 
 def aggregate(ctx: JobContext) -> None:
-    import pandas as pd
 
     from osmf_jobs.caption import make_captioner
 
     spec = ctx.spec
-    grouping, data = ctx.input_store(C.GROUPING), ctx.input_store(C.DATA)
+    grouping, data = ctx.input_store(Role.GROUPING), ctx.input_store(Role.DATA)
     label = f"AudienceGrouping {spec.grouping_ref.name!r}"
-    groups = _read_parquet(grouping, C.GROUPS, label, ["product_id", "group_id", "centroid"])
-    mine = C.shard_products(list(groups["product_id"].astype(str).unique()), ctx.shard_index, ctx.shard_count)
-    assignments = _read_parquet(grouping, "assignments.parquet", label, ["product_id", "user_id", "group_id"])
+    groups = _read_parquet(grouping, GAIP.GROUPS, label, ["product_id", "group_id", "centroid"])
+    mine = ctx.my_products(list(groups["product_id"].astype(str).unique()))
+    assignments = _read_parquet(grouping, Grouping.ASSIGNMENTS, label, ["product_id", "user_id", "group_id"])
     assignments = assignments[assignments["product_id"].isin(set(mine))]
-    impressions = TB.read_table(data, "impressions", {k: TB.SCHEMAS["impressions"][k] for k in ("user_id", "product_id", "image_id", "clicked")})
-    products = TB.read_table(data, "products", {"product_id": TB.STRING, "title": TB.STRING})
-    images = TB.read_table(data, "images", TB.SCHEMAS["images"])
+    impressions = TB.read_table(data, Dataset.IMPRESSIONS, Dataset.SCHEMAS[Dataset.IMPRESSIONS])
+    products = TB.read_table(data, Dataset.PRODUCTS, {"product_id": TB.STRING, "title": TB.STRING})
+    images = TB.read_table(data, Dataset.IMAGES, Dataset.SCHEMAS[Dataset.IMAGES])
     impressions = impressions[impressions["product_id"].isin(set(mine))]
     joined = impressions.merge(assignments, on=["product_id", "user_id"], how="left")
     unassigned = int(joined["group_id"].isna().sum())
@@ -97,12 +97,12 @@ def aggregate(ctx: JobContext) -> None:
     kept["image_uri"] = [uri if ("://" in uri or uri.startswith("/")) else join(data.uri, uri) for uri in kept["image_uri"]]
     ctx.progress(2, 3, force=True)
 
-    samples = kept[C.SAMPLE_COLUMNS].sort_values(["product_id", "group_id", "image_id"]).reset_index(drop=True)
+    samples = kept[list(GAIP.SAMPLE_COLUMNS)].sort_values(["product_id", "group_id", "image_id"]).reset_index(drop=True)
     pairs = _pairs(samples, spec.pairs.min_ctr_ratio, spec.pairs.max_ctr_ratio)
     shard = ctx.shard_store
-    _write_parquet(shard, C.SAMPLES, samples)
-    _write_parquet(shard, C.PAIRS, pairs)
-    shard.write_json(C.SHARD_DONE, {
+    _write_parquet(shard, GAIP.SAMPLES, samples)
+    _write_parquet(shard, GAIP.PAIRS, pairs)
+    shard.write_json(SHARD_DONE, {
         "shard": ctx.shard_index, "shards": ctx.shard_count, "products": mine, "unassigned_impressions": unassigned,
         "impressions": int(len(joined)), "max_impressions_per_cell": max_impressions,
     })
@@ -113,20 +113,20 @@ def merge(ctx: JobContext) -> None:
     import pandas as pd
 
     spec = ctx.spec
-    grouping = ctx.input_store(C.GROUPING)
+    grouping = ctx.input_store(Role.GROUPING)
     samples, pairs, done = [], [], []
-    for shard, info in ctx.finished_shards(C.SHARD_DONE, "aggregate"):
+    for shard, info in ctx.finished_shards(SHARD_DONE, "aggregate"):
         done.append(info)
-        samples.append(pd.read_parquet(io.BytesIO(shard.read_bytes(C.SAMPLES))))
-        pairs.append(pd.read_parquet(io.BytesIO(shard.read_bytes(C.PAIRS))))
+        samples.append(pd.read_parquet(io.BytesIO(shard.read_bytes(GAIP.SAMPLES))))
+        pairs.append(pd.read_parquet(io.BytesIO(shard.read_bytes(GAIP.PAIRS))))
     samples_frame = pd.concat(samples, ignore_index=True).sort_values(["product_id", "group_id", "image_id"]).reset_index(drop=True)
     pairs_frame = pd.concat(pairs, ignore_index=True).reset_index(drop=True)
     if samples_frame.empty:
         most = max((d["max_impressions_per_cell"] for d in done), default=0)
         raise InvalidInput(f"spec.minImpressions: no (product, group, image) has {spec.min_impressions} impressions (the most is {most}); lower spec.minImpressions")
-    _write_parquet(ctx.store, C.SAMPLES, samples_frame)
-    _write_parquet(ctx.store, C.PAIRS, pairs_frame)
-    ctx.store.write_bytes(C.GROUPS, grouping.read_bytes(C.GROUPS))
+    _write_parquet(ctx.store, GAIP.SAMPLES, samples_frame)
+    _write_parquet(ctx.store, GAIP.PAIRS, pairs_frame)
+    ctx.store.write_bytes(GAIP.GROUPS, grouping.read_bytes(GAIP.GROUPS))
 
     ndcg, per_product = M.ndcg_between_groups(samples_frame)
     product_split = samples_frame.drop_duplicates("product_id")["split"]
@@ -136,15 +136,15 @@ def merge(ctx: JobContext) -> None:
         "products": int(samples_frame["product_id"].nunique()),
         "groups": int(samples_frame[["product_id", "group_id"]].drop_duplicates().shape[0]),
         "images": int(samples_frame["image_id"].nunique()),
-        "train_products": int((product_split == C.TRAIN).sum()),
-        "eval_products": int((product_split == C.EVAL).sum()),
-        "train_pairs": int((pairs_frame["split"] == C.TRAIN).sum()) if len(pairs_frame) else 0,
-        "eval_pairs": int((pairs_frame["split"] == C.EVAL).sum()) if len(pairs_frame) else 0,
+        "train_products": int((product_split == GAIP.TRAIN).sum()),
+        "eval_products": int((product_split == GAIP.EVAL).sum()),
+        "train_pairs": int((pairs_frame["split"] == GAIP.TRAIN).sum()) if len(pairs_frame) else 0,
+        "eval_pairs": int((pairs_frame["split"] == GAIP.EVAL).sum()) if len(pairs_frame) else 0,
         "impressions": int(sum(d["impressions"] for d in done)),
         "unassigned_impressions": int(sum(d["unassigned_impressions"] for d in done)),
         "ndcg_at_5_between_groups": None if np.isnan(ndcg) else ndcg,
         "ndcg_products": len(per_product),
         "mean_ctr": float(samples_frame["clicks"].sum() / samples_frame["impressions"].sum()),
     }
-    ctx.store.write_json(C.METRICS, metrics)
+    ctx.store.write_json(METRICS, metrics)
     ctx.write_manifest(metrics)

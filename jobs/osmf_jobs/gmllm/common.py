@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from osmf_jobs.gmodel.location import MODEL_SUBDIR
+from osmf_core.layout import GModel
 from osmf_jobs.gmodel.model import GroupMLLM, save_gmodel
 from osmf_jobs.gmodel.training import (
     Checkpointer,
@@ -65,10 +65,10 @@ class Resume:
 
 def publish_model(ctx: Any, model: GroupMLLM, processor: Any, meta: dict[str, Any]) -> None:
     """Write the G-MLLM directory to <run>/model/ (directly for a local run dir)."""
-    local = ctx.store.local_path(MODEL_SUBDIR)
-    target = local if local is not None else ctx.scratch / MODEL_SUBDIR
+    local = ctx.store.local_path(GModel.MODEL_DIR)
+    target = local if local is not None else ctx.scratch / GModel.MODEL_DIR
     if target.exists():
         shutil.rmtree(target)
     save_gmodel(model, processor, target, meta)
     if local is None:
-        ctx.store.upload(target, MODEL_SUBDIR)
+        ctx.store.upload(target, GModel.MODEL_DIR)

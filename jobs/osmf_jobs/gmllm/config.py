@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from osmf_operator.store import read_manifest
+from osmf_core.layout import MANIFEST, GModel
+from osmf_core.store import read_manifest
 from osmf_jobs.runtime import InvalidInput, JobContext
 
 STEP = "train"
@@ -26,14 +27,12 @@ def completed(ctx: JobContext, name: str, kind: str) -> Any:
     if declared is not None and declared != kind:
         raise InvalidInput(f"input '{name}' is a {declared}; it must be a {kind}")
     if read_manifest(store) is None:
-        raise InvalidInput(f"input '{name}' ({store.uri}) has no manifest.json: that {kind} has not succeeded; wait for it or re-run it")
+        raise InvalidInput(f"input '{name}' ({store.uri}) has no {MANIFEST}: that {kind} has not succeeded; wait for it or re-run it")
     return store
 
 
 def resolve_inputs(ctx: JobContext) -> Inputs:
     from osmf_jobs.gmodel.data import data_root
-    from osmf_jobs.gmodel.location import MODEL_SUBDIR
-
     if ctx.step != STEP:
         raise InvalidInput(f"step {ctx.step!r}: GMLLMTraining has one step, {STEP!r}")
     dataset = completed(ctx, "dataset", "GAIPDataset")
@@ -44,7 +43,7 @@ def resolve_inputs(ctx: JobContext) -> Inputs:
         if not ctx.has_input("init"):
             raise InvalidInput("task reward needs the 'init' input: set spec.initFromRef to a pretrain GMLLMTraining")
         init = completed(ctx, "init", "GMLLMTraining")
-        info_rel = f"{MODEL_SUBDIR}/gmodel.json"
+        info_rel = f"{GModel.MODEL_DIR}/{GModel.INFO}"
         if not init.exists(info_rel):
             raise InvalidInput(f"spec.initFromRef: {init.uri} holds no G-MLLM ({info_rel} missing); point it at a pretrain GMLLMTraining")
         role = init.read_json(info_rel).get("role")

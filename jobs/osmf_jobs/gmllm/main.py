@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from osmf_core.layout import CHECKPOINTS, METRICS
 from osmf_jobs.runtime import JobContext
 
 from .config import resolve_inputs
@@ -15,7 +16,7 @@ def main(ctx: JobContext) -> None:
     import torch
 
     from osmf_jobs.gmodel.data import load_gaip
-    from osmf_jobs.gmodel.training import CHECKPOINTS, barrier, quiet_transformers, seed_everything, setup_device
+    from osmf_jobs.gmodel.training import barrier, quiet_transformers, seed_everything, setup_device
 
     quiet_transformers()
     spec = ctx.spec
@@ -28,7 +29,7 @@ def main(ctx: JobContext) -> None:
         from .reward import run
     metrics: dict[str, Any] = run(ctx, inputs, data, device)
     if device.is_main:
-        ctx.store.write_json("metrics.json", metrics)
+        ctx.store.write_json(METRICS, metrics)
         ctx.write_manifest(metrics, discard=() if spec.training.keep_checkpoints else (CHECKPOINTS,))
     barrier(device)
     if torch.distributed.is_initialized():

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from osmf_core.layout import GModel
 from osmf_jobs.gmodel.batching import answer_logprobs, examples_batch
 from osmf_jobs.gmodel.data import Example, GaipData, eval_subset, pretrain_examples
 from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answers
@@ -120,7 +121,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
             style, samples = style_match(model, processor, data, spec.training.batch_size, device)
             metrics |= style
         metrics["eval_seconds"] = round(time.monotonic() - started, 2)
-        ctx.store.write_json("eval/prompts.json", samples)
+        ctx.store.write_json(GModel.EVAL_PROMPTS, samples)
         publish_model(ctx, model, processor, meta | {"seed": spec.training.seed})
     return metrics
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from osmf_core.layout import GModel
 from osmf_jobs.gmodel.data import GaipData, PairExample, eval_subset, reward_examples
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
@@ -155,7 +156,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
             heldout, per_group = pairwise_accuracy(model, processor, data, held_out, spec.training.batch_size, device)
             trained, _ = pairwise_accuracy(model, processor, data, train[:EVAL_MAX_TRAIN_PAIRS], spec.training.batch_size, device)
         metrics |= heldout | {"train_pairwise_accuracy": trained["pairwise_accuracy"], "eval_seconds": round(time.monotonic() - started, 2)}
-        ctx.store.write_json("eval/per_group.json", per_group)
+        ctx.store.write_json(GModel.EVAL_PER_GROUP, per_group)
         publish_model(ctx, model, processor, {
             "base_model": info.get("base_model"), "train_vision": info.get("train_vision", True), "task": "reward",
             "init": inputs.init.uri, "seed": spec.training.seed,

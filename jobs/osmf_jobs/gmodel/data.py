@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.layout import GAIP, Dataset, Grouping
 from osmf_jobs.runtime import InvalidInput
 
 from .text import TASKS, instruction, product_answer, template_words, words
@@ -29,7 +30,7 @@ from .text import TASKS, instruction, product_answer, template_words, words
 SAMPLE_COLUMNS = ("product_id", "title", "image_id", "image_uri", "group_id", "ctr", "caption", "split")
 PAIR_COLUMNS = ("product_id", "group_id", "chosen_image_id", "rejected_image_id", "chosen_ctr", "rejected_ctr", "split")
 GROUP_COLUMNS = ("product_id", "group_id", "representatives")
-TRAIN = "train"
+TRAIN = GAIP.TRAIN
 
 # The pretrain task mixture per (product, group). A GAIP run yields ~20 pairs per group but only one
 # prompt target (its best image's caption), so with every pair as a prefer example the generation
@@ -44,11 +45,10 @@ PROMPT_REPEATS = 3  # copies of each training prompt example per epoch
 GroupKey = tuple[str, int]
 
 
-def read_table(store: Any, name: str, what: str):
-    """A table stored as `<name>.parquet` (a file, or a directory of parts)."""
+def read_table(store: Any, rel: str, what: str):
+    """A parquet table of a store (a file, or a directory of parts)."""
     import pandas as pd
 
-    rel = f"{name}.parquet"
     local = store.local_path(rel)
     if local is not None:
         if not local.exists():
@@ -143,7 +143,7 @@ class GaipData:
 
 @lru_cache(maxsize=8192)
 def _read_image_bytes(store_uri: str, uri: str) -> bytes:
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     if "://" in uri:
         parent, _, name = uri.rpartition("/")
@@ -166,7 +166,7 @@ def _load_image(data_store: Any, uri: str):
 def data_root(dataset_store: Any, grouping_store: Any, explicit: Any = None) -> Any:
     """The logs root (products, images, users): the job's `data` input, else the one the GAIP run
     or the grouping recorded as its `data` input in its manifest."""
-    from osmf_operator.store import open_store, read_manifest
+    from osmf_core.store import open_store, read_manifest
 
     if explicit is not None:
         return explicit
@@ -182,27 +182,27 @@ def data_root(dataset_store: Any, grouping_store: Any, explicit: Any = None) -> 
 
 
 def load_gaip(dataset_store: Any, grouping_store: Any, data_store: Any, need_pairs: bool) -> GaipData:
-    samples = read_table(dataset_store, "samples", "GAIP dataset")
-    require_columns(samples, SAMPLE_COLUMNS, "GAIP samples.parquet")
+    samples = read_table(dataset_store, GAIP.SAMPLES, "GAIP dataset")
+    require_columns(samples, SAMPLE_COLUMNS, f"GAIP {GAIP.SAMPLES}")
     if samples.empty:
-        raise InvalidInput(f"GAIP dataset {dataset_store.uri}: samples.parquet is empty; lower the GAIPDataset's minImpressions")
-    pairs = read_table(dataset_store, "pairs", "GAIP dataset") if dataset_store.exists("pairs.parquet") else None
+        raise InvalidInput(f"GAIP dataset {dataset_store.uri}: {GAIP.SAMPLES} is empty; lower the GAIPDataset's minImpressions")
+    pairs = read_table(dataset_store, GAIP.PAIRS, "GAIP dataset") if dataset_store.exists(GAIP.PAIRS) else None
     if pairs is not None:
-        require_columns(pairs, PAIR_COLUMNS, "GAIP pairs.parquet")
+        require_columns(pairs, PAIR_COLUMNS, f"GAIP {GAIP.PAIRS}")
     if need_pairs and (pairs is None or not (pairs["split"] == TRAIN).any()):
         raise InvalidInput(
             f"GAIP dataset {dataset_store.uri} has no training pairs; the reward task needs them "
             "(lower the GAIPDataset's minImpressions or widen its pairs band)"
         )
-    groups = read_table(grouping_store, "groups", "AudienceGrouping")
-    require_columns(groups, GROUP_COLUMNS, "grouping groups.parquet")
+    groups = read_table(grouping_store, Grouping.GROUPS, "AudienceGrouping")
+    require_columns(groups, GROUP_COLUMNS, f"grouping {Grouping.GROUPS}")
     representatives = {
         (str(p), int(g)): np.stack([np.asarray(v, dtype=np.float32) for v in reps])
         for p, g, reps in zip(groups["product_id"], groups["group_id"], groups["representatives"])
     }
     shapes = {v.shape for v in representatives.values()}
     if len(shapes) != 1:
-        raise InvalidInput(f"grouping groups.parquet: representatives have mixed shapes {sorted(shapes)}; every group needs the same number of vectors")
+        raise InvalidInput(f"grouping {Grouping.GROUPS}: representatives have mixed shapes {sorted(shapes)}; every group needs the same number of vectors")
     samples = samples.assign(product_id=samples["product_id"].astype(str), group_id=samples["group_id"].astype(int))
     missing = {(p, g) for p, g in zip(samples["product_id"], samples["group_id"])} - set(representatives)
     if missing:
@@ -225,7 +225,7 @@ def load_gaip(dataset_store: Any, grouping_store: Any, data_store: Any, need_pai
 
 def _products(data_store: Any, samples: Any) -> dict[str, str]:
     """Product cut-out URIs from the products table (falls back to nothing: callers check)."""
-    products = read_table(data_store, "products", "data root")
+    products = read_table(data_store, Dataset.table_file(Dataset.PRODUCTS), "data root")
     require_columns(products, ("product_id", "image_uri"), "products table")
     uris = dict(zip(products["product_id"].astype(str), products["image_uri"].astype(str)))
     missing = sorted(set(samples["product_id"]) - set(uris))
@@ -236,25 +236,16 @@ def _products(data_store: Any, samples: Any) -> dict[str, str]:
 
 def _profiles(groups: Any, grouping_store: Any, data_store: Any) -> tuple[dict[GroupKey, str], str]:
     if "profile" in groups.columns:
-        return {(str(p), int(g)): str(t) for p, g, t in zip(groups["product_id"], groups["group_id"], groups["profile"])}, "groups.parquet profile"
-    attributes = _allowed_attributes(grouping_store)
-    if not attributes or not grouping_store.exists("assignments.parquet"):
+        return {(str(p), int(g)): str(t) for p, g, t in zip(groups["product_id"], groups["group_id"], groups["profile"])}, f"{Grouping.GROUPS} profile"
+    from osmf_jobs.paag.export import recorded_attributes
+
+    attributes = recorded_attributes(grouping_store)
+    if not attributes or not grouping_store.exists(Grouping.ASSIGNMENTS):
         return {}, "none (no profile column, or no assignments and allowed attributes in the grouping)"
-    assignments = read_table(grouping_store, "assignments", "AudienceGrouping")
-    users = read_table(data_store, "users", "data root")
+    assignments = read_table(grouping_store, Grouping.ASSIGNMENTS, "AudienceGrouping")
+    users = read_table(data_store, Dataset.table_file(Dataset.USERS), "data root")
     attributes = [a for a in attributes if a in users.columns]
     return derive_profiles(assignments, users, attributes), f"derived from assignments + users ({', '.join(attributes)})"
-
-
-def _allowed_attributes(grouping_store: Any) -> list[str]:
-    """The user attributes the grouping was allowed to read (spec.userAttributes), as it recorded them."""
-    for rel in ("model/config.json", "metrics.json"):
-        if grouping_store.exists(rel):
-            doc = grouping_store.read_json(rel)
-            for key in ("user_attributes", "userAttributes", "attributes"):
-                if isinstance(doc.get(key), list):
-                    return [str(a) for a in doc[key]]
-    return []
 
 
 def derive_profiles(assignments: Any, users: Any, attributes: list[str]) -> dict[GroupKey, str]:
@@ -321,7 +312,7 @@ def reward_examples(data: GaipData, train: bool) -> list[PairExample]:
             continue
         chosen, rejected = uris.get(str(row.chosen_image_id)), uris.get(str(row.rejected_image_id))
         if chosen is None or rejected is None:
-            raise InvalidInput(f"GAIP pairs.parquet names image {row.chosen_image_id if chosen is None else row.rejected_image_id} that samples.parquet lacks; re-run the GAIPDataset")
+            raise InvalidInput(f"GAIP {GAIP.PAIRS} names image {row.chosen_image_id if chosen is None else row.rejected_image_id} that {GAIP.SAMPLES} lacks; re-run the GAIPDataset")
         out.append(PairExample(row.product_id, int(row.group_id), chosen, rejected, float(row.chosen_ctr), float(row.rejected_ctr)))
     return out
 

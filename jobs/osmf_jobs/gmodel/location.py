@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-MODEL_SUBDIR = "model"  # a GMLLMTraining run keeps its model here
-ADAPTER_SUBDIR = "adapter"  # a GroupDPORun run keeps its LoRA adapter here
-POLICY_REF = "policy.json"  # … and says here which policy the adapter belongs to
+from osmf_core.layout import GModel, GroupDPO
+
+ADAPTER_CONFIG = "adapter_config.json"  # peft's marker of an adapter directory
+HF_CONFIG = "config.json"  # a Hugging Face model directory's marker
 
 
 def cache_root() -> Path:
@@ -18,7 +19,7 @@ def cache_root() -> Path:
 
 
 def _store(source: Any):
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     return open_store(source) if isinstance(source, (str, Path)) else source
 
@@ -49,19 +50,19 @@ def local_dir(source: Any, marker: str | None = None) -> Path:
 def gmodel_dir(source: Any) -> Path:
     """The G-MLLM directory of a model directory or of a GMLLMTraining run directory."""
     store = _store(source)
-    if not store.exists("gmodel.json") and store.exists(f"{MODEL_SUBDIR}/gmodel.json"):
-        store = store.child(MODEL_SUBDIR)
-    return local_dir(store, marker="gmodel.json")
+    if not store.exists(GModel.INFO) and store.exists(f"{GModel.MODEL_DIR}/{GModel.INFO}"):
+        store = store.child(GModel.MODEL_DIR)
+    return local_dir(store, marker=GModel.INFO)
 
 
 def adapter_dir(source: Any) -> Path:
     """The LoRA adapter directory of an adapter directory or of a GroupDPORun run directory."""
     store = _store(source)
-    if not store.exists("adapter_config.json") and store.exists(f"{ADAPTER_SUBDIR}/adapter_config.json"):
-        store = store.child(ADAPTER_SUBDIR)
-    return local_dir(store, marker="adapter_config.json")
+    if not store.exists(ADAPTER_CONFIG) and store.exists(f"{GroupDPO.ADAPTER_DIR}/{ADAPTER_CONFIG}"):
+        store = store.child(GroupDPO.ADAPTER_DIR)
+    return local_dir(store, marker=ADAPTER_CONFIG)
 
 
 def hf_model_dir(uri: str) -> Path:
     """A Hugging Face model directory (LLaVA-class) named by s3://, file:// or a local path."""
-    return local_dir(uri, marker="config.json")
+    return local_dir(uri, marker=HF_CONFIG)

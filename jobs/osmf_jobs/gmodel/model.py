@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from osmf_core.layout import GModel
+
 GMODEL_FORMAT = 1
 TINY_LLAVA = "builtin:tiny-llava"
 
@@ -140,9 +142,9 @@ def save_gmodel(model: GroupMLLM, processor: Any, path: Path, meta: dict[str, An
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.mllm.save_pretrained(path / "mllm")
-    processor.save_pretrained(path / "mllm")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.group_state_dict().items()}, str(path / "group.safetensors"))
+    model.mllm.save_pretrained(path / GModel.MLLM_DIR)
+    processor.save_pretrained(path / GModel.MLLM_DIR)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.group_state_dict().items()}, str(path / GModel.GROUP_WEIGHTS))
     info = {
         "format": GMODEL_FORMAT,
         "role": "reward" if model.reward_head is not None else "policy",
@@ -150,13 +152,13 @@ def save_gmodel(model: GroupMLLM, processor: Any, path: Path, meta: dict[str, An
         "n_vectors": model.n_vectors,
         "group_tokens": model.n_tokens,
     } | meta
-    (path / "gmodel.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    (path / GModel.INFO).write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
 def read_gmodel_info(path: Path) -> dict[str, Any]:
-    info_path = Path(path) / "gmodel.json"
+    info_path = Path(path) / GModel.INFO
     if not info_path.is_file():
-        raise FileNotFoundError(f"{path} is not a G-MLLM directory (no gmodel.json)")
+        raise FileNotFoundError(f"{path} is not a G-MLLM directory (no {GModel.INFO})")
     return json.loads(info_path.read_text())
 
 
@@ -170,10 +172,10 @@ def load_gmodel(path: Path, reward_head: bool | None = None, dtype: torch.dtype 
 
     path = Path(path)
     info = read_gmodel_info(path)
-    mllm, processor = load_hf_llava(path / "mllm", dtype=dtype)
+    mllm, processor = load_hf_llava(path / GModel.MLLM_DIR, dtype=dtype)
     want_head = info["role"] == "reward" if reward_head is None else reward_head
     model = GroupMLLM(mllm, info["group_dim"], info["n_vectors"], info["group_tokens"], reward_head=want_head)
-    model.load_group_state_dict(load_file(str(path / "group.safetensors")), strict_head=info["role"] == "reward" and want_head)
+    model.load_group_state_dict(load_file(str(path / GModel.GROUP_WEIGHTS)), strict_head=info["role"] == "reward" and want_head)
     return model.to(device=device, dtype=dtype), processor, info
 
 

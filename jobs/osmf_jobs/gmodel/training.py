@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINTS = "checkpoints"
+from osmf_core.layout import CHECKPOINTS, GModel
+
 SLOTS = ("a", "b")  # two alternating slots: a crash while writing one leaves the other intact
 
 
@@ -123,9 +124,9 @@ class Checkpointer:
         self.store = store.child(CHECKPOINTS)
 
     def _done_step(self, slot: str) -> int | None:
-        if not self.store.exists(f"{slot}/done.json"):
+        if not self.store.exists(f"{slot}/{GModel.CHECKPOINT_DONE}"):
             return None
-        return self.store.read_json(f"{slot}/done.json").get("step")
+        return self.store.read_json(f"{slot}/{GModel.CHECKPOINT_DONE}").get("step")
 
     def latest(self) -> tuple[str, int] | None:
         found = [(step, slot) for slot in SLOTS if (step := self._done_step(slot)) is not None]
@@ -134,18 +135,18 @@ class Checkpointer:
     def save(self, step: int, state: dict[str, Any]) -> None:
         latest = self.latest()
         slot = SLOTS[0] if latest is None or latest[0] == SLOTS[1] else SLOTS[1]
-        self.store.write_json(f"{slot}/done.json", {"step": None})
+        self.store.write_json(f"{slot}/{GModel.CHECKPOINT_DONE}", {"step": None})
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        self.store.write_bytes(f"{slot}/state.pt", buffer.getvalue())
-        self.store.write_json(f"{slot}/done.json", {"step": step})
+        self.store.write_bytes(f"{slot}/{GModel.CHECKPOINT_STATE}", buffer.getvalue())
+        self.store.write_json(f"{slot}/{GModel.CHECKPOINT_DONE}", {"step": step})
 
     def load(self) -> tuple[int, dict[str, Any]] | None:
         latest = self.latest()
         if latest is None:
             return None
         slot, step = latest
-        state = torch.load(io.BytesIO(self.store.read_bytes(f"{slot}/state.pt")), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(self.store.read_bytes(f"{slot}/{GModel.CHECKPOINT_STATE}")), map_location="cpu", weights_only=False)
         return step, state
 
 

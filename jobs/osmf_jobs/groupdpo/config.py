@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from osmf_operator.store import read_manifest
+from osmf_core.layout import MANIFEST, GModel
+from osmf_core.store import read_manifest
 from osmf_jobs.runtime import InvalidInput, JobContext
 
 STEP = "train"
-MODEL_INFO = "model/gmodel.json"
+MODEL_INFO = f"{GModel.MODEL_DIR}/{GModel.INFO}"
 
 
 @dataclass
@@ -30,7 +31,7 @@ def completed(ctx: JobContext, name: str, kind: str) -> tuple[Any, str]:
         raise InvalidInput(f"input '{name}' is a {declared}; it must be a {kind}")
     found = read_manifest(store)
     if found is None:
-        raise InvalidInput(f"input '{name}' ({store.uri}) has no manifest.json: that {kind} has not succeeded; wait for it or re-run it")
+        raise InvalidInput(f"input '{name}' ({store.uri}) has no {MANIFEST}: that {kind} has not succeeded; wait for it or re-run it")
     return store, found[1]
 
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from osmf_core.layout import CHECKPOINTS, METRICS, GroupDPO
 from osmf_jobs.runtime import InvalidInput, JobContext
 
 from .config import resolve_inputs
@@ -91,7 +92,7 @@ def main(ctx: JobContext) -> None:
     renderer = make_renderer(spec.rendering, device=device.device)
     peft_model = attach_lora(model, spec.lora, dpo.seed)
 
-    job = GroupDPO(ctx, inputs, data, model, processor, peft_model, grm, renderer, device)
+    job = GroupDPOJob(ctx, inputs, data, model, processor, peft_model, grm, renderer, device)
     checkpointer = Checkpointer(ctx.store)
     found = checkpointer.load()
     rounds: list[dict[str, Any]] = []
@@ -136,7 +137,7 @@ def main(ctx: JobContext) -> None:
 def judge_accuracy(reward_store: Any) -> float | None:
     """The GRM run's held-out pairwise accuracy, as its metrics.json recorded it."""
     try:
-        return reward_store.read_json("metrics.json").get("pairwise_accuracy")
+        return reward_store.read_json(METRICS).get("pairwise_accuracy")
     except (FileNotFoundError, ValueError):
         return None
 
@@ -163,7 +164,7 @@ def attach_lora(model: Any, lora: Any, seed: int) -> Any:
     return peft_model
 
 
-class GroupDPO:
+class GroupDPOJob:
     """One run's state: the policy (LoRA on), the frozen GRM and renderer, and the data."""
 
     def __init__(self, ctx: Any, inputs: Any, data: Any, model: Any, processor: Any, peft_model: Any, grm: Any, renderer: Any, device: Any):
@@ -390,24 +391,22 @@ class GroupDPO:
     def publish(self, rounds: list[dict[str, Any]], samples: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
         import shutil
 
-        from osmf_jobs.gmodel.location import ADAPTER_SUBDIR, POLICY_REF
-        from osmf_jobs.gmodel.training import CHECKPOINTS
 
         store = self.ctx.store
-        local = store.local_path(ADAPTER_SUBDIR)
-        target = local if local is not None else self.ctx.scratch / ADAPTER_SUBDIR
+        local = store.local_path(GroupDPO.ADAPTER_DIR)
+        target = local if local is not None else self.ctx.scratch / GroupDPO.ADAPTER_DIR
         if target.exists():
             shutil.rmtree(target)
         self.peft_model.save_pretrained(str(target))
         if local is None:
-            store.upload(target, ADAPTER_SUBDIR)
-        store.write_json(POLICY_REF, {
+            store.upload(target, GroupDPO.ADAPTER_DIR)
+        store.write_json(GroupDPO.POLICY_REF, {
             "policy": {"uri": self.inputs.policy.uri, "digest": self.inputs.policy_digest},
             "reward": {"uri": self.inputs.reward.uri, "digest": self.inputs.reward_digest},
-            "adapter": ADAPTER_SUBDIR,
+            "adapter": GroupDPO.ADAPTER_DIR,
             "load": "osmf_jobs.gmodel.GroupPolicy.load(<policy uri>, adapter=<this run>)",
         })
-        store.write_json("eval/rounds.json", rounds)
-        store.write_json("eval/samples.json", samples[:100])
-        store.write_json("metrics.json", metrics)
+        store.write_json(GroupDPO.EVAL_ROUNDS, rounds)
+        store.write_json(GroupDPO.EVAL_SAMPLES, samples[:100])
+        store.write_json(METRICS, metrics)
         self.ctx.write_manifest(metrics, discard=() if self.dpo.keep_checkpoints else (CHECKPOINTS,))

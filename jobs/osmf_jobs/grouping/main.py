@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 import numpy as np
 
+from osmf_core.api import Role
+from osmf_core.layout import METRICS, SHARD_DONE, Dataset, Grouping, join
 from osmf_jobs import tables as TB
 from osmf_jobs.runtime import InvalidInput, JobContext
-from osmf_operator.store import join
-
-from . import config as C
 
 
 def main(ctx: JobContext) -> None:
@@ -30,7 +28,7 @@ def _load_images(data: Any, frame: Any, id_column: str, what: str) -> list[Any]:
 
 def train(ctx: JobContext) -> None:
     spec = ctx.spec
-    data = ctx.input_store(C.DATA)
+    data = ctx.input_store(Role.DATA)
     # Every input check comes before the heavy imports, so bad input fails in a second.
     tables = TB.read_tables(data, list(spec.user_attributes))
     products = tables.products.sort_values("product_id").reset_index(drop=True)
@@ -59,7 +57,7 @@ def train(ctx: JobContext) -> None:
     np.savez(buffer, title_tokens=title_tokens, title_mask=title_mask, image_tokens=image_tokens,
              creative_stats=creative_stats, product_category=features.categories(),
              product_ids=np.asarray(products["product_id"], dtype=str), creative_ids=np.asarray(creatives["image_id"], dtype=str))
-    ctx.store.write_bytes(C.FEATURES, buffer.getvalue())
+    ctx.store.write_bytes(Grouping.FEATURES, buffer.getvalue())
 
     vocab = export.attribute_vocab(tables.users, list(spec.user_attributes))
     attr_matrix = export.encode_attributes(tables.users, list(spec.user_attributes), vocab)
@@ -86,7 +84,7 @@ def train(ctx: JobContext) -> None:
     metrics["users"] = int(len(tables.users))
     metrics["products"] = int(len(products))
     metrics["creatives"] = int(len(creatives))
-    ctx.store.write_json(C.TRAIN_METRICS, metrics)
+    ctx.store.write_json(Grouping.TRAIN_METRICS, metrics)
     ctx.progress(1, 1, {k: v for k, v in metrics.items() if k in ("auroc", "train_loss")}, force=True)
 
 
@@ -100,13 +98,13 @@ def cluster(ctx: JobContext) -> None:
     from osmf_jobs.paag.cluster import group_products
 
     spec = ctx.spec
-    if not ctx.store.exists("model/weights.npz"):
-        raise InvalidInput(f"{join(ctx.store.uri, 'model/weights.npz')} is missing; run the train step first")
+    if not ctx.store.exists(Grouping.MODEL_WEIGHTS):
+        raise InvalidInput(f"{join(ctx.store.uri, Grouping.MODEL_WEIGHTS)} is missing; run the train step first")
     assigner = Assigner.load(ctx.store.uri, with_groups=False)
-    data = ctx.input_store(C.DATA)
+    data = ctx.input_store(Role.DATA)
     users = TB.read_users(data, list(spec.user_attributes))
-    impressions = TB.read_table(data, "impressions", {"user_id": TB.STRING, "product_id": TB.STRING})
-    mine = C.shard_products(list(assigner.config["products"]), ctx.shard_index, ctx.shard_count)
+    impressions = TB.read_table(data, Dataset.IMPRESSIONS, {"user_id": TB.STRING, "product_id": TB.STRING})
+    mine = ctx.my_products(list(assigner.config["products"]))
     pairs = impressions[impressions["product_id"].isin(set(mine))].drop_duplicates(["product_id", "user_id"])
     pairs = pairs.merge(users, on="user_id", how="left").sort_values(["product_id", "user_id"]).reset_index(drop=True)
     attrs = assigner.attr_matrix(pairs)
@@ -145,15 +143,14 @@ def cluster(ctx: JobContext) -> None:
             }))
         ctx.progress(start + len(chunk), len(mine))
     shard = ctx.shard_store
-    _write_parquet(shard, C.GROUPS, pd.DataFrame(group_rows, columns=_GROUP_COLUMNS))
+    _write_parquet(shard, Grouping.GROUPS, pd.DataFrame(group_rows, columns=list(Grouping.GROUP_COLUMNS)))
     frame = pd.concat(assignment_frames, ignore_index=True) if assignment_frames else pd.DataFrame(columns=["product_id", "user_id", "group_id"])
-    _write_parquet(shard, C.ASSIGNMENTS, frame)
-    shard.write_json(C.SHARD_DONE, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": mine})
+    _write_parquet(shard, Grouping.ASSIGNMENTS, frame)
+    shard.write_json(SHARD_DONE, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": mine})
     ctx.progress(len(mine), max(len(mine), 1), force=True)
 
 
 CLUSTER_CHUNK = 32  # products embedded and grouped together
-_GROUP_COLUMNS = ["product_id", "group_id", "size", "centroid", "representatives", "silhouette", "k_chosen", "privacy_merges"]
 
 
 def _write_parquet(store: Any, rel: str, frame: Any) -> None:
@@ -174,22 +171,22 @@ def _read_parquet(store: Any, rel: str) -> Any:
 def merge(ctx: JobContext) -> None:
     import pandas as pd
 
-    if not ctx.store.exists(C.TRAIN_METRICS):
-        raise InvalidInput(f"{join(ctx.store.uri, C.TRAIN_METRICS)} is missing; run the train step first")
+    if not ctx.store.exists(Grouping.TRAIN_METRICS):
+        raise InvalidInput(f"{join(ctx.store.uri, Grouping.TRAIN_METRICS)} is missing; run the train step first")
     groups, assignments, covered = [], [], []
-    for shard, done in ctx.finished_shards(C.SHARD_DONE, "cluster"):
+    for shard, done in ctx.finished_shards(SHARD_DONE, "cluster"):
         covered += done["products"]
-        groups.append(_read_parquet(shard, C.GROUPS))
-        assignments.append(_read_parquet(shard, C.ASSIGNMENTS))
-    model_products = json.loads(ctx.store.read_bytes("model/config.json"))["products"]
+        groups.append(_read_parquet(shard, Grouping.GROUPS))
+        assignments.append(_read_parquet(shard, Grouping.ASSIGNMENTS))
+    model_products = ctx.store.read_json(Grouping.MODEL_CONFIG)["products"]
     if sorted(covered) != sorted(model_products):
         raise InvalidInput(f"the shards cover {len(covered)} products, the model has {len(model_products)}; re-run the cluster step with shards={ctx.shard_count}")
     group_frame = pd.concat(groups, ignore_index=True).sort_values(["product_id", "group_id"]).reset_index(drop=True)
     assignment_frame = pd.concat(assignments, ignore_index=True).sort_values(["product_id", "user_id"]).reset_index(drop=True)
-    _write_parquet(ctx.store, C.GROUPS, group_frame)
-    _write_parquet(ctx.store, C.ASSIGNMENTS, assignment_frame)
+    _write_parquet(ctx.store, Grouping.GROUPS, group_frame)
+    _write_parquet(ctx.store, Grouping.ASSIGNMENTS, assignment_frame)
 
-    train_metrics = ctx.store.read_json(C.TRAIN_METRICS)
+    train_metrics = ctx.store.read_json(Grouping.TRAIN_METRICS)
     per_product = group_frame.groupby("product_id")
     k = per_product.size()
     silhouettes = per_product["silhouette"].first()
@@ -207,6 +204,6 @@ def merge(ctx: JobContext) -> None:
         "assignments": int(len(assignment_frame)),
         "min_group_size": int(group_frame["size"].min()) if len(group_frame) else 0,
     }
-    ctx.store.write_json(C.METRICS, metrics)
+    ctx.store.write_json(METRICS, metrics)
     ctx.progress(1, 1, force=True)
     ctx.write_manifest(metrics)

@@ -67,7 +67,7 @@ def score(args: argparse.Namespace) -> int:
     from osmf_jobs import tables as TB
     from osmf_jobs.paag.assign import Assigner, UnknownProduct
     from osmf_jobs.runtime import InvalidInput
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     try:
         assigner = Assigner.load(args.artifact, with_groups=False)
@@ -115,7 +115,7 @@ def _new_creatives(assigner, data, new: list[str], image_ids: list[str]):
     from osmf_jobs.paag.encoders import ImageEncoder
     from osmf_jobs.runtime import InvalidInput
 
-    images = TB.read_table(data, "images", TB.SCHEMAS["images"])
+    images = TB.read_table(data, TB.Dataset.IMAGES, TB.SCHEMAS[TB.Dataset.IMAGES])
     images = images[images["image_id"].isin(set(new))]
     absent = sorted(set(new) - set(images["image_id"]))
     if absent:

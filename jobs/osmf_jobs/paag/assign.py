@@ -20,11 +20,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from osmf_core.layout import Grouping
+
 from .inference import NumpyPreferenceModel
 
-MODEL_DIR = "model"
-CONFIG = "model/config.json"
-WEIGHTS = "model/weights.npz"
 CACHE_LIMIT = 1_000_000
 
 
@@ -53,15 +52,15 @@ class Assigner:
     @classmethod
     def load(cls, artifact_uri: str, with_groups: bool = True) -> "Assigner":
         import pandas as pd
-        from osmf_operator.store import open_store
+        from osmf_core.store import open_store
 
         store = open_store(artifact_uri)
-        config = json.loads(store.read_bytes(CONFIG))
-        with np.load(io.BytesIO(store.read_bytes(WEIGHTS))) as npz:
+        config = json.loads(store.read_bytes(Grouping.MODEL_CONFIG))
+        with np.load(io.BytesIO(store.read_bytes(Grouping.MODEL_WEIGHTS))) as npz:
             arrays = {k: npz[k] for k in npz.files}
         groups = None
         if with_groups:
-            groups = pd.read_parquet(io.BytesIO(store.read_bytes("groups.parquet")), columns=["product_id", "group_id", "centroid"])
+            groups = pd.read_parquet(io.BytesIO(store.read_bytes(Grouping.GROUPS)), columns=["product_id", "group_id", "centroid"])
         return cls(config, arrays, groups)
 
     # -- encoding ---------------------------------------------------------------------------------

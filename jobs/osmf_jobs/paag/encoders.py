@@ -39,7 +39,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 def resolve_model_dir(uri: str, field: str, scratch: Path) -> Path:
     """A local directory for a model URI (file://, a path, or s3:// downloaded into scratch)."""
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     if uri.startswith("s3://"):
         dest = scratch / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]

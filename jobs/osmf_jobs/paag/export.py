@@ -1,4 +1,4 @@
-"""Attribute vocabularies and the exported model directory (`model/config.json` + `model/weights.npz`)."""
+"""Attribute vocabularies and the exported model directory (`osmf_core.layout.Grouping`: config + weights)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import numpy as np
+
+from osmf_core.layout import Grouping
 
 FORMAT = "osmf-paag/1"
 
@@ -34,7 +36,7 @@ def write_model(store: Any, model: Any, features: Any, vocab: dict[str, list[str
                            features.categories())
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    store.write_bytes("model/weights.npz", buffer.getvalue())
+    store.write_bytes(Grouping.MODEL_WEIGHTS, buffer.getvalue())
     config = {
         "format": FORMAT,
         "embedding_dim": int(model.d),
@@ -48,4 +50,15 @@ def write_model(store: Any, model: Any, features: Any, vocab: dict[str, list[str
         "text_encoder": spec.model.text_encoder,
         "image_encoder": spec.model.image_encoder,
     }
-    store.write_bytes("model/config.json", json.dumps(config, indent=1).encode())
+    store.write_bytes(Grouping.MODEL_CONFIG, json.dumps(config, indent=1).encode())
+
+
+def recorded_attributes(grouping: Any) -> list[str]:
+    """The user attributes a grouping run was allowed to read (its spec.userAttributes), as its
+    exported model recorded them; [] when it recorded none."""
+    try:
+        config = grouping.read_json(Grouping.MODEL_CONFIG)
+    except (FileNotFoundError, ValueError):
+        return []
+    value = config.get("attributes") if isinstance(config, dict) else None
+    return [str(a) for a in value] if isinstance(value, list) else []

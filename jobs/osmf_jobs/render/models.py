@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
+from osmf_core.store import open_store
 from osmf_jobs.runtime import InvalidInput
-from osmf_operator.store import open_store
 
 TINY_SD = "builtin:tiny-sd"
 TINY_CONTROLNET = "builtin:tiny-controlnet"

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from osmf_operator.store import ArtifactStore, open_store
+from osmf_core.layout import Campaign
+from osmf_core.store import ArtifactStore, open_store
 
 KSERVE_MODEL_DIR = Path("/mnt/models")
-CAMPAIGN_JSON = "campaign.json"
+CAMPAIGN_JSON = Campaign.CAMPAIGN_JSON
 
 
 class CampaignNotFound(RuntimeError):

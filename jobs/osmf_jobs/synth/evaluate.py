@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.layout import Dataset, Grouping, World
 from osmf_jobs import metrics as M
 
 
@@ -60,30 +61,30 @@ def evaluate(world_uri: str, grouping_uri: str, min_impressions: int = 1, seed: 
     import pandas as pd
 
     from osmf_jobs.paag import Assigner
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     world, grouping = open_store(world_uri), open_store(grouping_uri)
-    truth = json.loads(world.read_bytes("truth/world.json"))
+    truth = json.loads(world.read_bytes(World.WORLD))
     assigner = Assigner.load(grouping_uri)
-    users = _read(world, "users.parquet", ["user_id", *assigner.attributes])
+    users = _read(world, Dataset.table_file(Dataset.USERS), ["user_id", *assigner.attributes])
 
     # AUROC on the never-logged held-out impressions.
-    held = _read(world, "truth/heldout_impressions.parquet")
+    held = _read(world, World.HELDOUT_IMPRESSIONS)
     rows = held[["user_id"]].merge(users, on="user_id", how="left")
     p = assigner.p_click_many(held["product_id"].tolist(), rows, held["image_id"].tolist())
     auroc = M.auroc(held["clicked"], p)
     oracle = M.auroc(held["clicked"], held["logit_explainable"])
 
     # ARI per product against the true segments.
-    assignments = _read(grouping, "assignments.parquet")
-    segments = _read(world, "truth/segments.parquet")
+    assignments = _read(grouping, Grouping.ASSIGNMENTS)
+    segments = _read(world, World.SEGMENTS)
     category = {pid: info["category"] for pid, info in truth["products"].items()}
     assignments["category"] = assignments["product_id"].map(category)
     merged = assignments.merge(segments, on=["user_id", "category"], how="left")
     ari = {pid: M.adjusted_rand_index(f["group_id"], f["segment"]) for pid, f in merged.groupby("product_id")}
 
     # NDCG@5 between groups: ours and the baselines, on the logged impressions.
-    impressions = _read(world, "impressions.parquet", ["user_id", "product_id", "image_id", "clicked"])
+    impressions = _read(world, Dataset.table_file(Dataset.IMPRESSIONS), ["user_id", "product_id", "image_id", "clicked"])
     labels = assignments[["product_id", "user_id", "group_id"]]
     rng = np.random.default_rng(seed)
     one_size = []

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.layout import Dataset, World
 from osmf_jobs import style as S
 
 
@@ -50,12 +51,12 @@ class Truth:
 
 def load_truth(root: str) -> Truth:
     import pandas as pd
-    from osmf_operator.store import open_store
+    from osmf_core.store import open_store
 
     store = open_store(root)
-    world = json.loads(store.read_bytes("truth/world.json"))
-    users = pd.read_parquet(io.BytesIO(store.read_bytes("users.parquet")), columns=["user_id", *world["attributes"]])
-    noise = pd.read_parquet(io.BytesIO(store.read_bytes("truth/user_noise.parquet")))
+    world = json.loads(store.read_bytes(World.WORLD))
+    users = pd.read_parquet(io.BytesIO(store.read_bytes(Dataset.table_file(Dataset.USERS))), columns=["user_id", *world["attributes"]])
+    noise = pd.read_parquet(io.BytesIO(store.read_bytes(World.USER_NOISE)))
     return Truth(world, users.set_index("user_id"), dict(zip(noise["user_id"], noise["noise"].astype(float))))
 
 

@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from osmf_core.layout import Dataset, World
 from osmf_jobs import style as S
 
 ATTRIBUTES: dict[str, tuple[Any, ...]] = {
@@ -153,7 +154,7 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
 
     say = progress or (lambda _msg: None)
     out = Path(out)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
+    (out / World.TRUTH).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
 
     # Users.
@@ -202,15 +203,15 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
         adjective = ADJECTIVES[int(rng.integers(len(ADJECTIVES)))]
         title = f"{adjective} {colour} {noun}"
         cutout = _cutout(CATEGORIES[cat]["shape"], COLOURS[colour], rng)
-        _save_png(out / "products" / f"{pid}.png", cutout)
-        products.append({"product_id": pid, "title": title, "image_uri": f"products/{pid}.png", "category": cat})
+        _save_png(out / World.product_image(pid), cutout)
+        products.append({"product_id": pid, "title": title, "image_uri": World.product_image(pid), "category": cat})
         chosen = rng.choice(len(all_styles), size=cfg.images_per_product, replace=False)
         for j, k in enumerate(chosen):
             iid = f"{pid}-c{j}"
             st = all_styles[int(k)]
             pixels, _ = S.compose(cutout, S.paint_background(st, IMAGE_SIZE, seed=cfg.seed * 100003 + p * 101 + j))
-            _save_png(out / "images" / f"{iid}.png", pixels)
-            images.append({"image_id": iid, "product_id": pid, "image_uri": f"images/{iid}.png"})
+            _save_png(out / World.creative_image(iid), pixels)
+            images.append({"image_id": iid, "product_id": pid, "image_uri": World.creative_image(iid)})
             image_truth.append({"image_id": iid, "product_id": pid, **dataclasses.asdict(st), "style_index": int(k)})
             img_style[p, j] = int(k)
     say(f"catalog: {n_prod} products, {len(images)} creatives")
@@ -275,21 +276,21 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
         "logit": hlogit, "logit_explainable": hexpl, "p_click": hprob,
     })
 
-    users.to_parquet(out / "users.parquet", index=False)
-    pd.DataFrame(products).to_parquet(out / "products.parquet", index=False)
-    pd.DataFrame(images).to_parquet(out / "images.parquet", index=False)
-    impressions.to_parquet(out / "impressions.parquet", index=False)
+    users.to_parquet(out / Dataset.table_file(Dataset.USERS), index=False)
+    pd.DataFrame(products).to_parquet(out / Dataset.table_file(Dataset.PRODUCTS), index=False)
+    pd.DataFrame(images).to_parquet(out / Dataset.table_file(Dataset.IMAGES), index=False)
+    impressions.to_parquet(out / Dataset.table_file(Dataset.IMPRESSIONS), index=False)
 
     segments = pd.DataFrame({
         "user_id": np.repeat(user_ids, len(cats)),
         "category": np.tile(np.asarray(cats), n_users),
         "segment": seg_of_user.reshape(-1),
     })
-    segments.to_parquet(out / "truth" / "segments.parquet", index=False)
-    pd.DataFrame(image_truth).to_parquet(out / "truth" / "images.parquet", index=False)
-    truth_imp.to_parquet(out / "truth" / "impressions.parquet", index=False)
-    heldout.to_parquet(out / "truth" / "heldout_impressions.parquet", index=False)
-    pd.DataFrame({"user_id": user_ids, "noise": user_noise}).to_parquet(out / "truth" / "user_noise.parquet", index=False)
+    segments.to_parquet(out / World.SEGMENTS, index=False)
+    pd.DataFrame(image_truth).to_parquet(out / World.IMAGE_STYLES, index=False)
+    truth_imp.to_parquet(out / World.IMPRESSIONS, index=False)
+    heldout.to_parquet(out / World.HELDOUT_IMPRESSIONS, index=False)
+    pd.DataFrame({"user_id": user_ids, "noise": user_noise}).to_parquet(out / World.USER_NOISE, index=False)
 
     world = {
         "config": dataclasses.asdict(cfg),
@@ -313,5 +314,5 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
             "ctr": float(clicked.mean()), "heldout_ctr": float(hclicked.mean()) if len(hclicked) else 0.0,
         },
     }
-    (out / "truth" / "world.json").write_text(json.dumps(world, indent=2))
+    (out / World.WORLD).write_text(json.dumps(world, indent=2))
     return world["summary"]

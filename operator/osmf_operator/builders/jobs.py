@@ -15,8 +15,8 @@ import json
 import re
 from typing import Any
 
-from ..api import INVALID_INPUT_EXIT_CODE, KINDS
-from ..core import JobRequest
+from osmf_core.api import INVALID_INPUT_EXIT_CODE, KINDS
+from ..reconcile import JobRequest
 from ..settings import OperatorSettings
 from .pod import (
     ANNOTATION_INPUT_HASH,

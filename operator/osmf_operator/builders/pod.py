@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any
 
-from ..api import Resource, Resources
+from osmf_core.api import Resource, Resources
+
 from ..settings import NodePool, OperatorSettings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "osmf-operator"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import ServiceRequest
+from ..reconcile import ServiceRequest
 from ..settings import OperatorSettings
 from .pod import (
     artifact_env,

@@ -6,7 +6,7 @@ from importlib.resources import files
 
 import yaml
 
-from ..api import Resource, parse_resource
+from osmf_core.api import Resource, parse_resource
 
 PIPELINE = "demo-pipeline.yaml"
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..api import INVALID_INPUT_EXIT_CODE, KINDS
-from ..core import JobRequest, ObservedJob
-from ..store import PROGRESS, open_store
+from osmf_core.api import INVALID_INPUT_EXIT_CODE, KINDS
+from osmf_core.layout import progress_files
+from osmf_core.store import open_store
+
+from ..reconcile import JobRequest, ObservedJob
 
 ProgressCallback = Callable[[JobRequest, list[dict]], None]
 
@@ -35,9 +37,8 @@ class ShardResult:
 
 def read_progress(request: JobRequest) -> list[dict]:
     store = open_store(request.config["run"]["uri"])
-    rels = [f"shards/{i}/{PROGRESS}" for i in range(request.shards)] if request.step.sharded else [PROGRESS]
     docs = []
-    for rel in rels:
+    for rel in progress_files(request.step.sharded, request.shards):
         try:
             doc = store.read_json(rel)
         except (OSError, ValueError):

@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..api import Resource
-from ..core import Decision, JobRequest, Observed, ObservedJob, ObservedService, decide, plan_run, references
-from ..core.plan import RunPlan
-from ..store import open_store, read_manifest
+from osmf_core.api import Resource
+from osmf_core.layout import ArtifactRoot, Campaign, join
+from osmf_core.store import open_store, read_manifest
+
+from ..reconcile import Decision, JobRequest, Observed, ObservedJob, ObservedService, decide, plan_run, references
+from ..reconcile.plan import RunPlan
 from .executor import LocalExecutor
 
 LOCAL_SERVING_MESSAGE = "serving needs a cluster with KServe; locally, start the predictor from the campaign's artifact directory"
@@ -174,21 +176,21 @@ class LocalRuntime:
             "metrics": r.status.metrics,
             "artifact": r.status.artifacts.output.uri if r.status.artifacts.output else None,
         } for r in run.resources]
-        (local / "summary.json").write_text(json.dumps(summary, indent=2))
+        (local / ArtifactRoot.SUMMARY).write_text(json.dumps(summary, indent=2))
         rows = []
         for item in summary:
             metrics = "<br>".join(f"{html.escape(k)} = {v:.4g}" for k, v in item["metrics"].items())
             artifact = item["artifact"] or ""
             gallery = ""
             if artifact and item["kind"] == "AdImageCampaign":
-                gallery = f' — <a href="{html.escape(artifact)}/report.html">gallery</a>'
+                gallery = f' — <a href="{html.escape(join(artifact, Campaign.REPORT_HTML))}">gallery</a>'
             rows.append(f"<tr><td>{html.escape(item['kind'])}/{html.escape(item['name'])}</td><td>{html.escape(item['stage'])}</td>"
                         f"<td>{metrics}</td><td><code>{html.escape(artifact)}</code>{gallery}</td></tr>")
         page = ("<!doctype html><meta charset=utf-8><title>OSMF local run</title>"
                 "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
                 "table{border-collapse:collapse}</style><h1>OSMF local run</h1>"
                 "<table><tr><th>Resource</th><th>Stage</th><th>Metrics</th><th>Artifacts</th></tr>" + "".join(rows) + "</table>")
-        path = local / "report.html"
+        path = local / ArtifactRoot.REPORT_HTML
         path.write_text(page)
         return path
 

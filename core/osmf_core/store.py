@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from .layout import MANIFEST, join
+
 
 class StoreError(OSError):
     """Storage unreachable or misbehaving (retriable for jobs)."""
@@ -46,11 +48,6 @@ class ArtifactStore(Protocol):
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def join(base: str, rel: str) -> str:
-    rel = rel.strip("/")
-    return f"{base.rstrip('/')}/{rel}" if rel else base.rstrip("/")
 
 
 class _JsonMixin:
@@ -338,13 +335,6 @@ def file_digest(store: ArtifactStore, rel: str) -> tuple[int, str]:
         return path.stat().st_size, digest.hexdigest()
     data = store.read_bytes(rel)
     return len(data), sha256_hex(data)
-
-
-MANIFEST = "manifest.json"
-PROGRESS = "progress.json"
-# A campaign run's folder holding campaign.json alone: the InferenceService's STORAGE_URI, which
-# KServe copies to every replica (the predictor reads the images by URI).
-CAMPAIGN_SERVING_DIR = "serving"
 
 
 def manifest_digest(data: bytes) -> str:

@@ -14,6 +14,18 @@ INVALID_INPUT_EXIT_CODE = 65  # sysexits EX_DATAERR: the Job's podFailurePolicy 
 RETRIABLE_EXIT_CODE = 75  # sysexits EX_TEMPFAIL
 
 
+class Role:
+    """The names of a job config's `inputs`: what each artifact a Job reads is to it."""
+
+    DATA = "data"  # the logs root (DESIGN §5 tables)
+    GROUPING = "grouping"  # an AudienceGrouping run
+    DATASET = "dataset"  # a GAIPDataset run
+    INIT = "init"  # the pretrain GMLLMTraining run a reward model starts from
+    POLICY = "policy"  # a pretrain GMLLMTraining run (the policy Group-DPO aligns)
+    REWARD = "reward"  # a reward GMLLMTraining run (the GRM)
+    GENERATOR = "generator"  # the campaign's prompt generator (GroupDPORun or pretrain GMLLMTraining)
+
+
 class JobMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -1,7 +1,7 @@
 """osmf.dev/v1alpha1: the typed API, source of truth for CRDs, validation and job configs."""
 
 from .common import API_VERSION, GROUP, VERSION, Condition, OsmfStatus, RenderingSpec, Resources, RunPolicy
-from .jobconfig import INVALID_INPUT_EXIT_CODE, RETRIABLE_EXIT_CODE, InputArtifact, JobConfig
+from .jobconfig import INVALID_INPUT_EXIT_CODE, RETRIABLE_EXIT_CODE, InputArtifact, JobConfig, Role
 from .kinds import (
     KINDS,
     AdImageCampaignSpec,
@@ -16,7 +16,7 @@ from .resource import Resource, SpecError, parse_resource
 
 __all__ = [
     "API_VERSION", "GROUP", "VERSION", "KINDS", "Condition", "OsmfStatus", "RenderingSpec", "Resources",
-    "RunPolicy", "INVALID_INPUT_EXIT_CODE", "RETRIABLE_EXIT_CODE", "InputArtifact", "JobConfig",
+    "RunPolicy", "INVALID_INPUT_EXIT_CODE", "RETRIABLE_EXIT_CODE", "InputArtifact", "JobConfig", "Role",
     "AdImageCampaignSpec", "AudienceGroupingSpec", "GAIPDatasetSpec", "GMLLMTrainingSpec", "GroupDPORunSpec",
     "KindInfo", "Step", "Resource", "SpecError", "parse_resource",
 ]

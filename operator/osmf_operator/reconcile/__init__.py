@@ -1,7 +1,7 @@
 """The reconcile core (pure): plan a run, then decide actions and status. Shared by operator and local runtime."""
 
 from .plan import Blocked, RunPlan, dependency_keys, input_hash, plan_run, references
-from .reconcile import (
+from .decide import (
     Decision,
     Event,
     JobRequest,

@@ -10,8 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ..api import KINDS, InputArtifact, Resource
-from ..api.common import ApiModel
+from osmf_core.api import KINDS, InputArtifact, Resource
+from osmf_core.api.common import ApiModel
 
 # Spec fields that change how a stage runs but not what it produces: excluded from the input hash.
 NON_RESULT_FIELDS = ("resources", "runPolicy", "shards", "serving")

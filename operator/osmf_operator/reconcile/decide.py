@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ..api import JobConfig, Resource, Step
-from ..api.common import ArtifactRef, Artifacts, ChildRef, Children, OsmfStatus, Progress, RunState
-from ..store import CAMPAIGN_SERVING_DIR, join
+from osmf_core.api import JobConfig, Resource, Step
+from osmf_core.api.common import ArtifactRef, Artifacts, ChildRef, Children, OsmfStatus, Progress, RunState
+from osmf_core.layout import Campaign, join
+
 from .conditions import ConditionSet
 from .plan import Blocked, RunPlan
-
 ChildPhase = Literal["Pending", "Running", "Queued", "Succeeded", "Failed"]
 
 PROGRESS_WRITE_INTERVAL_SECONDS = 30.0
@@ -297,7 +297,7 @@ class Reconciler:
         name = service_name(self.resource)
         grouping = plan.inputs.get("grouping")
         self.decision.apply_service = ServiceRequest(
-            name=name, storage_uri=join(plan.run_uri, CAMPAIGN_SERVING_DIR),  # campaign.json alone (the job writes it there)
+            name=name, storage_uri=join(plan.run_uri, Campaign.SERVING_DIR),  # campaign.json alone (the job writes it there)
             grouping_uri=grouping.uri if grouping else "", serving=self.resource.spec.serving,
         )
         self.remember_child("InferenceService", name, None)

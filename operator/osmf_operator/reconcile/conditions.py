@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..api.common import Condition
+from osmf_core.api.common import Condition
 
 
 class ConditionSet:
