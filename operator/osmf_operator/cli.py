@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from osmf_core.api import Kind
 from osmf_core.layout import ArtifactRoot, Campaign, Dataset, World, join
 
 DEFAULT_ARTIFACTS = "./osmf-artifacts"
@@ -63,8 +64,8 @@ def run_local(resources, artifacts: str, console: Console):
     report = runtime.write_report(run)
     for resource in run.resources:
         output = resource.status.artifacts.output
-        if resource.kind == "AdImageCampaign" and output is not None:
-            console.print(f"Campaign report: {join(output.uri, Campaign.REPORT_HTML)}")
+        if resource.info.report_page and output is not None:
+            console.print(f"{resource.kind}/{resource.name} report: {join(output.uri, resource.info.report_page)}")
     if report:
         console.print(f"Run report: {report}")
     return (0 if run.succeeded() else 1), run
@@ -89,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if code != 0:
             return fail(f"synthetic world generation failed (exit {code})", code)
     code, run = run_local(demo_resources(world.as_uri()), str(root), console)
-    grouping, campaign = output_uri(run, "AudienceGrouping"), output_uri(run, "AdImageCampaign")
+    grouping, campaign = output_uri(run, Kind.AUDIENCE_GROUPING), output_uri(run, Kind.AD_IMAGE_CAMPAIGN)
     evaluation = root / ArtifactRoot.EVALUATION_DIR  # measured against the world's truth, which no stage reads
     evaluation.mkdir(parents=True, exist_ok=True)
     has_truth = (world / World.TRUTH).exists()

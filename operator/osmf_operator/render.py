@@ -16,11 +16,10 @@ from osmf_core.api import API_VERSION, Resource, parse_resource
 
 from .builders.jobs import build_job_objects
 from .builders.serving import build_inference_service
-from .local.runner import topological
 from .reconcile import Observed, plan_run, references
 from .reconcile import ServiceRequest
 from .reconcile.decide import job_request, service_name
-from .reconcile.plan import Blocked, RunPlan
+from .reconcile.plan import Blocked, RunPlan, topological
 from .settings import OperatorSettings, SettingsError, load_settings, parse_settings
 
 UNKNOWN_DIGEST = "sha256:unknown-until-run"

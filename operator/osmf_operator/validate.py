@@ -33,17 +33,6 @@ from osmf_core.api.resource import Resource, field_path
 ERROR = "error"
 WARNING = "warning"
 
-# The spec field behind each reference role of `core.plan.references`.
-ROLE_FIELDS = {
-    "grouping": "spec.groupingRef.name",
-    "dataset": "spec.datasetRef.name",
-    "init": "spec.initFromRef.name",
-    "policy": "spec.policyRef.name",
-    "reward": "spec.rewardModelRef.name",
-    "generator": "spec.generatorRef.name",
-}
-
-
 @dataclass(frozen=True)
 class Problem:
     """One finding. `doc` is 1-based; `line` is set for YAML syntax errors only."""
@@ -292,8 +281,6 @@ class _Entry:
 
 
 def check_set(entries: list[_Entry]) -> list[Problem]:
-    from .reconcile.plan import references
-
     problems: list[Problem] = []
     by_key: dict[tuple[str, str, str], _Entry] = {}
     for entry in entries:
@@ -309,8 +296,8 @@ def check_set(entries: list[_Entry]) -> list[Problem]:
     for entry in entries:
         resource = entry.resource
         obj = f"{resource.kind}/{resource.name}"
-        for ref in references(resource):
-            path = ROLE_FIELDS.get(ref.role, "spec")
+        for ref in resource.info.references(resource.spec):
+            path = ref.path
             target = by_key.get((ref.kind, resource.namespace, ref.name))
             if target is None:
                 problems.append(Problem(
