@@ -107,9 +107,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import has_errors, validate_paths
+    from .validate import check_for_cluster, has_errors
 
-    problems = validate_paths(args.paths)
+    _, _, problems = check_for_cluster(args.paths, args.namespace, args.settings)
     for problem in problems:
         print(problem)
     if has_errors(problems):
@@ -121,7 +121,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .render import render_paths
 
-    return render_paths(args.paths, args.settings, args.artifacts)
+    return render_paths(args.paths, args.settings, args.artifacts, args.namespace)
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -137,6 +137,13 @@ def cmd_crds(args: argparse.Namespace) -> int:
         for path in crdgen.generate(out):
             print(path)
     return 0
+
+
+def cluster_arguments(command: argparse.ArgumentParser) -> None:
+    """What validate and render both read, so that they agree on every input."""
+    command.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    command.add_argument("--settings", help="operator settings YAML (as in the Helm chart's settings); default: the operator's defaults")
+    command.add_argument("--namespace", default="default", help="namespace of resources that name none (default: default)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -155,13 +162,12 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     render = sub.add_parser("render", help="print the Kubernetes objects the operator would create, offline")
-    render.add_argument("paths", nargs="+", metavar="FILE|DIR")
-    render.add_argument("--settings", help="operator settings YAML (as in the Helm chart's settings)")
+    cluster_arguments(render)
     render.add_argument("--artifacts", help="artifact root URI (overrides the settings)")
     render.set_defaults(func=cmd_render)
 
-    validate = sub.add_parser("validate", help="check resources; one line per problem")
-    validate.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    validate = sub.add_parser("validate", help="check resources (and what depends on the operator settings); one line per problem")
+    cluster_arguments(validate)
     validate.set_defaults(func=cmd_validate)
 
     crds = sub.add_parser("crds", help="generate the CRDs from the API models")
