@@ -146,6 +146,19 @@ def cluster_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--namespace", default="default", help="namespace of resources that name none (default: default)")
 
 
+def cmd_health_checks(args: argparse.Namespace) -> int:
+    from . import healthgen
+
+    if args.check:
+        drift = healthgen.check(args.out)
+        for line in drift:
+            print(line)
+        return 1 if drift else 0
+    for path in healthgen.generate(args.out):
+        print(path)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="osmf", description="One Size, Many Fits: group-aware ad images, locally or on Kubernetes.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -174,6 +187,11 @@ def parser() -> argparse.ArgumentParser:
     crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/crds/)")
     crds.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
     crds.set_defaults(func=cmd_crds)
+
+    health = sub.add_parser("health-checks", help="generate the chart's Argo CD health checks (Lua) from the kinds")
+    health.add_argument("--out", default="charts/osmf/health", help="output directory (default: charts/osmf/health)")
+    health.add_argument("--check", action="store_true", help="exit 1 when the files differ from the template")
+    health.set_defaults(func=cmd_health_checks)
 
     # Listed for --help; their arguments are parsed by the job package's own CLI (see FORWARDED).
     sub.add_parser("synth", help="write a synthetic ad world (logs, catalog, truth): osmf synth OUT [--tiny]", add_help=False)
