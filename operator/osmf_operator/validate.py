@@ -313,10 +313,10 @@ def check_set(entries: list[_Entry]) -> list[Problem]:
                     f"{resource.namespace!r} (until it does, this resource waits)",
                     doc=entry.index, obj=obj, path=path, severity=WARNING,
                 ))
-            elif ref.requires_task and getattr(target.resource.spec, "task", None) != ref.requires_task:
+            elif (wrong_task := ref.wrong_task(target.resource.spec)) is not None:
                 problems.append(Problem(
                     entry.file,
-                    f"{ref.kind} {ref.name!r} ({target.where}) has task {target.resource.spec.task!r}, "
+                    f"{ref.kind} {ref.name!r} ({target.where}) has task {wrong_task!r}, "
                     f"but this reference needs task {ref.requires_task!r}; point it at a {ref.requires_task} run",
                     doc=entry.index, obj=obj, path=path,
                 ))

@@ -408,6 +408,13 @@ class Reference:
     path: str  # the spec field that names it, e.g. spec.groupingRef.name
     requires_task: str | None = None  # e.g. "pretrain" for a policy
 
+    def wrong_task(self, target: KindSpec) -> str | None:
+        """The referenced resource's task when it is not the one this reference needs, else None."""
+        if self.requires_task is None:
+            return None
+        task = getattr(target, TASK_FIELD, self.requires_task)
+        return task if task != self.requires_task else None
+
 
 TASK_FIELD = "task"  # the spec field of the kinds whose runs come in tasks (GMLLMTraining)
 

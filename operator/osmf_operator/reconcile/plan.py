@@ -96,10 +96,11 @@ def check_dependencies(resource: Resource, found: dict[str, Resource | None]) ->
         label = f"{ref.kind}/{ref.name}"
         if dep is None:
             return Blocked("DependencyNotFound", f"{ref.role} {label} does not exist in namespace {resource.namespace}; create it or fix the reference")
-        if ref.requires_task and getattr(dep.spec, "task", ref.requires_task) != ref.requires_task:
+        wrong_task = ref.wrong_task(dep.spec)
+        if wrong_task is not None:
             return Blocked(
                 "InvalidReference",
-                f"{ref.role} {label} has task {dep.spec.task!r}, but {resource.kind} needs task {ref.requires_task!r}",
+                f"{ref.role} {label} has task {wrong_task!r}, but {resource.kind} needs task {ref.requires_task!r}",
                 stalled=True,
             )
         if condition_status(dep, "Succeeded") == "False" or condition_status(dep, "Stalled") == "True":
