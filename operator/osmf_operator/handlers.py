@@ -287,7 +287,7 @@ class Operator:
             for obj in build_job_objects(request, owner, self.settings):
                 if self.kube.create(obj):
                     self.metrics.children.labels(obj["kind"]).inc()
-        if resource.info.spec_model.serving_section is None or resource.spec is None:
+        if not resource.info.can_serve or resource.spec is None:
             return
         service = decision.apply_service
         if service is not None and not (observed.service and observed.service.reason == "InferenceServiceNameTaken"):

@@ -3,7 +3,7 @@
 Argo CD shows no health for unknown kinds; each kind gets a Lua check registered as
 `resource.customizations.health.osmf.dev_<Kind>`. They all read the conditions the reconcile core
 writes (kstatus: Stalled, Succeeded, Queued, Ready). What differs per kind comes from its
-declaration: a kind that serves (`KindInfo.serving`) is Healthy only when Ready=True as well, so a
+declaration: a kind that serves (`KindInfo.can_serve`) is Healthy only when Ready=True as well, so a
 finished campaign whose InferenceService still rolls out stays Progressing.
 
 `osmf health-checks --out DIR` writes them (make generate); `--check` reports drift (make verify).
@@ -96,18 +96,14 @@ return hs
 SUCCEEDED = 'succeeded ~= nil and succeeded.status == "True"'
 
 
-def serves(info: KindInfo) -> bool:
-    return info.spec_model.serving_section is not None
-
-
 def health_check(info: KindInfo) -> str:
     """The Lua health check of one kind."""
-    if serves(info):
+    if info.can_serve:
         about = SERVING_ABOUT.substitute(group=GROUP, kind=info.kind)
         body = BODY.substitute(healthy_when=f'{SUCCEEDED} and ready ~= nil and ready.status == "True"',
                                healthy_message='describe(ready, "Ready")')
     else:
-        batch = ", ".join(kind for kind, other in KINDS.items() if not serves(other))
+        batch = ", ".join(kind for kind, other in KINDS.items() if not other.can_serve)
         about = BATCH_ABOUT.substitute(group=GROUP, kinds=batch)
         body = BODY.substitute(healthy_when=SUCCEEDED, healthy_message='describe(succeeded, "Succeeded")')
     return HEADER + about + body

@@ -70,7 +70,7 @@ def test_check_reports_changed_missing_and_stale_files(tmp_path):
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_only_a_kind_that_serves_waits_for_ready(kind):
-    serves = KINDS[kind].spec_model.serving_section is not None
+    serves = KINDS[kind].can_serve
     assert ('ready ~= nil and ready.status == "True" then' in healthgen.health_check(KINDS[kind])) == serves
     assert serves == (kind == "AdImageCampaign")
 

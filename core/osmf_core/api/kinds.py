@@ -439,6 +439,10 @@ class KindInfo:
         return self.kind.lower()
 
     @property
+    def can_serve(self) -> bool:
+        return self.spec_model.serving_section is not None
+
+    @property
     def has_task(self) -> bool:
         return TASK_FIELD in self.spec_model.model_fields
 
