@@ -4,26 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .common import API_VERSION, ApiModel
 from .kinds import KINDS
+from .roles import Role
 from .resource import SpecError, format_errors
 
 INVALID_INPUT_EXIT_CODE = 65  # sysexits EX_DATAERR: the Job's podFailurePolicy fails it at once
 RETRIABLE_EXIT_CODE = 75  # sysexits EX_TEMPFAIL
-
-
-class Role:
-    """The names of a job config's `inputs`: what each artifact a Job reads is to it."""
-
-    DATA = "data"  # the logs root (DESIGN §5 tables)
-    GROUPING = "grouping"  # an AudienceGrouping run
-    DATASET = "dataset"  # a GAIPDataset run
-    INIT = "init"  # the pretrain GMLLMTraining run a reward model starts from
-    POLICY = "policy"  # a pretrain GMLLMTraining run (the policy Group-DPO aligns)
-    REWARD = "reward"  # a reward GMLLMTraining run (the GRM)
-    GENERATOR = "generator"  # the campaign's prompt generator (GroupDPORun or pretrain GMLLMTraining)
 
 
 class JobMetadata(BaseModel):
@@ -67,10 +56,22 @@ class JobConfig(ApiModel):
             raise ValueError(f"step {self.step!r} is not a step of {self.kind}; use one of {steps}")
         return self
 
+    @model_validator(mode="after")
+    def _an_input_per_reference(self) -> "JobConfig":
+        """Every resource the spec references has its output here, so no job checks that for itself."""
+        info = KINDS[self.kind]
+        try:
+            spec = info.spec_model.model_validate(self.spec)
+        except ValidationError:
+            return self  # typed_spec() reports the spec's own problems by field
+        missing = [f"inputs has no {ref.role!r} artifact for {ref.path} ({ref.kind} {ref.name})"
+                   for ref in info.references(spec) if ref.role not in self.inputs]
+        if missing:
+            raise ValueError("; ".join(missing) + "; the operator passes the output of every resource the spec references")
+        return self
+
     def typed_spec(self) -> ApiModel:
         """The spec validated with the same model the operator used."""
-        from pydantic import ValidationError
-
         try:
             return KINDS[self.kind].spec_model.model_validate(self.spec)
         except ValidationError as error:
