@@ -125,18 +125,6 @@ class JobContext:
         """A local working directory for this process."""
         return Path(tempfile.mkdtemp(prefix=f"osmf-{self.config.kind.lower()}-{self.step}-"))
 
-    def fetch(self, store: ArtifactStore, rel: str) -> Path:
-        """A local path for a stored file or prefix (the file itself for file://, a scratch copy for s3://)."""
-        local = store.local_path(rel)
-        if local is not None:
-            if not local.exists():
-                raise FileNotFoundError(f"{store.uri}/{rel}: not found")
-            return local
-        target = self.scratch / "fetched" / store.uri.replace("://", "/").replace("/", "_") / rel
-        if not target.exists():
-            store.download(rel, target)
-        return target
-
     def progress(self, current: int, total: int, metrics: dict[str, float] | None = None, force: bool = False) -> None:
         """Report progress of the running step; written at most every few seconds unless forced."""
         if not self.dist.is_main:

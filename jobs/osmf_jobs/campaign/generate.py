@@ -113,19 +113,13 @@ class CampaignGenerator:
         spec = ctx.spec
         ref = spec.generator_ref
         base, adapter = generator_stores(ctx)
-        try:
-            base_dir = gmodel_dir(base)
-        except FileNotFoundError:
-            raise InvalidInput(f"generator {ref.kind}/{ref.name}: {base.uri} holds no G-MLLM (no gmodel.json); it must be a pretrain GMLLMTraining run") from None
+        base_dir = gmodel_dir(base, f"generator {ref.kind}/{ref.name}", "it must be a pretrain GMLLMTraining run")
         role = read_gmodel_info(base_dir).get("role")
         if role != "policy":
             raise InvalidInput(f"generator {ref.kind}/{ref.name}: {base.uri} holds a {role} model; the generator must be a pretrain GMLLMTraining or a GroupDPORun")
         adapter_path = None
         if adapter is not None:
-            try:
-                adapter_path = adapter_dir(adapter)
-            except FileNotFoundError:
-                raise InvalidInput(f"generator GroupDPORun/{ref.name}: {adapter.uri} holds no LoRA adapter (no adapter_config.json); re-run the GroupDPORun") from None
+            adapter_path = adapter_dir(adapter, f"generator GroupDPORun/{ref.name}", "re-run the GroupDPORun")
         policy = GroupPolicy.load(base_dir, adapter=adapter_path)
         if policy.device.type == "cpu":
             import torch
@@ -136,10 +130,9 @@ class CampaignGenerator:
         grm = None
         if ctx.has_input(Role.REWARD):
             store = ctx.input_store(Role.REWARD)
+            grm_dir = gmodel_dir(store, f"reward model {label(ctx, Role.REWARD)}", "it must be a reward GMLLMTraining run")
             try:
-                grm = RewardModel.load(gmodel_dir(store))
-            except FileNotFoundError:
-                raise InvalidInput(f"reward model {label(ctx, Role.REWARD)} holds no G-MLLM (no gmodel.json); it must be a reward GMLLMTraining run") from None
+                grm = RewardModel.load(grm_dir)
             except ValueError as error:
                 raise InvalidInput(f"reward model {label(ctx, Role.REWARD)}: {error}") from None
         elif spec.reward_model_ref is not None:

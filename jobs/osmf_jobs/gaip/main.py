@@ -89,7 +89,7 @@ def aggregate(ctx: JobContext) -> None:
         raise InvalidInput(f"{label}: assignments name group {int(bad['group_id'])} of product {bad['product_id']!r} that groups.parquet lacks; re-run the AudienceGrouping")
     kept["split"] = [C.product_split(p, spec.split.eval_fraction, spec.split.seed) for p in kept["product_id"]]
 
-    captioner = make_captioner(spec.captioner, ctx.scratch)
+    captioner = make_captioner(spec.captioner)
     unique = kept.drop_duplicates("image_id")[["image_id", "image_uri"]]
     pictures = [TB.read_image(data, uri, f"table 'images': image {iid!r}") for iid, uri in zip(unique["image_id"], unique["image_uri"])]
     captions = dict(zip(unique["image_id"], captioner.caption(pictures))) if pictures else {}

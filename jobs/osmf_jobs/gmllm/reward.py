@@ -94,7 +94,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     train = reward_examples(data, train=True)
     held_out = eval_subset(reward_examples(data, train=False), EVAL_MAX_PAIRS,
                            key=lambda p: (p.product_id, p.group_id, p.chosen_uri, p.rejected_uri))
-    model, processor, info = load_gmodel(gmodel_dir(inputs.init), reward_head=True)
+    model, processor, info = load_gmodel(gmodel_dir(inputs.init, "spec.initFromRef"), reward_head=True)
     if model.group_dim != data.group_dim or model.n_vectors != data.n_vectors:
         from osmf_jobs.runtime import InvalidInput
 

@@ -79,8 +79,8 @@ def main(ctx: JobContext) -> None:
         raise InvalidInput(f"GAIP dataset {inputs.dataset.uri} has no training products; check the GAIPDataset's split")
     # Frozen weights in the compute precision on GPU; the LoRA weights stay fp32 (peft's default).
     base_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(device.precision, torch.float32)
-    model, processor, info = load_gmodel(gmodel_dir(inputs.policy), reward_head=False, dtype=base_dtype, device=device.device)
-    grm_model, grm_processor, grm_info = load_gmodel(gmodel_dir(inputs.reward), dtype=base_dtype, device=device.device)
+    model, processor, info = load_gmodel(gmodel_dir(inputs.policy, "spec.policyRef"), reward_head=False, dtype=base_dtype, device=device.device)
+    grm_model, grm_processor, grm_info = load_gmodel(gmodel_dir(inputs.reward, "spec.rewardModelRef"), dtype=base_dtype, device=device.device)
     for name, gm in (("spec.policyRef", model), ("spec.rewardModelRef", grm_model)):
         if (gm.n_vectors, gm.group_dim) != (data.n_vectors, data.group_dim):
             raise InvalidInput(

@@ -41,10 +41,10 @@ def train(ctx: JobContext) -> None:
     from osmf_jobs.paag import encoders as E
     from osmf_jobs.paag import export, train as T
 
-    text = E.TextEncoder(spec.model.text_encoder, ctx.scratch)
+    text = E.TextEncoder(spec.model.text_encoder)
     title_tokens, title_mask = text.encode(list(products["title"]))
     del text
-    image = E.ImageEncoder(spec.model.image_encoder, ctx.scratch)
+    image = E.ImageEncoder(spec.model.image_encoder)
     _, image_tokens = image.encode(product_images)
     creative_stats, _ = image.encode(creative_images)
     del image, product_images, creative_images

@@ -107,8 +107,6 @@ def score(args: argparse.Namespace) -> int:
 
 def _new_creatives(assigner, data, new: list[str], image_ids: list[str]):
     """Creative vectors for every row; unseen creatives are encoded with the grouping's image encoder."""
-    import tempfile
-
     import numpy as np
 
     from osmf_jobs import tables as TB
@@ -120,7 +118,7 @@ def _new_creatives(assigner, data, new: list[str], image_ids: list[str]):
     absent = sorted(set(new) - set(images["image_id"]))
     if absent:
         raise InvalidInput(f"image_id {absent[0]!r} is neither in the grouping artifact nor in table 'images' of {data.uri}")
-    encoder = ImageEncoder(assigner.config["image_encoder"], Path(tempfile.mkdtemp(prefix="osmf-score-")))
+    encoder = ImageEncoder(assigner.config["image_encoder"])
     pictures = [TB.read_image(data, uri, f"table 'images': image {i!r}") for i, uri in zip(images["image_id"], images["image_uri"])]
     stats, _ = encoder.encode(pictures)
     vectors = dict(zip(images["image_id"], assigner.creative_vectors(stats)))
