@@ -6,9 +6,7 @@ reference and says what to do.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -21,26 +19,6 @@ from osmf_jobs.runtime import InvalidInput, JobContext
 GROUP_COLUMNS = ("product_id", "group_id", "size", "representatives")
 
 
-def read_table(store: ArtifactStore, rel: str, what: str, columns: list[str] | None = None):
-    """A parquet table of a store: one file, or a directory of parts (DESIGN §5)."""
-    import pandas as pd
-
-    local = store.local_path(rel)
-    if local is not None and local.is_file():
-        return pd.read_parquet(local, columns=columns)
-    parts = sorted(p for p in store.list(rel) if p.endswith(".parquet"))
-    if not parts:
-        raise InvalidInput(f"{what}: {join(store.uri, rel)} is missing")
-    frames = [pd.read_parquet(io.BytesIO(store.read_bytes(p)), columns=columns) for p in parts]
-    return pd.concat(frames, ignore_index=True)
-
-
-def require_columns(frame: Any, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"{what}: column(s) {', '.join(missing)} missing; re-run the producing stage with a current OSMF")
-
-
 @dataclass(frozen=True)
 class Group:
     group_id: int
@@ -51,8 +29,7 @@ class Group:
 def load_groups(grouping: ArtifactStore) -> dict[str, list[Group]]:
     """product id → its groups, sorted by group id, from the grouping's groups.parquet."""
     where = join(grouping.uri, Grouping.GROUPS)
-    frame = read_table(grouping, Grouping.GROUPS, f"AudienceGrouping {grouping.uri}", columns=list(GROUP_COLUMNS))
-    require_columns(frame, GROUP_COLUMNS, where)
+    frame = tables.read_parquet(grouping, Grouping.GROUPS, list(GROUP_COLUMNS), f"AudienceGrouping {grouping.uri}")
     out: dict[str, list[Group]] = {}
     shapes = set()
     for product, group, size, reps in zip(frame["product_id"], frame["group_id"], frame["size"], frame["representatives"]):

@@ -25,7 +25,6 @@ from osmf_core.layout import Grouping
 from osmf_core.store import ArtifactStore, open_store, read_manifest
 
 from . import config as C
-from .inputs import read_table
 
 Profile = list[tuple[str, str, float, float]]  # (attribute, value, share in group, share in product)
 
@@ -47,7 +46,7 @@ def defining_attributes(grouping: ArtifactStore, data: ArtifactStore, products: 
         return {}, "the grouping recorded no attribute allow-list, so no attributes are shown"
     if not grouping.exists(Grouping.ASSIGNMENTS):
         return {}, f"the grouping has no {Grouping.ASSIGNMENTS}, so no attributes are shown"
-    assignments = read_table(grouping, Grouping.ASSIGNMENTS, "AudienceGrouping", columns=["product_id", "user_id", "group_id"])
+    assignments = tables.read_parquet(grouping, Grouping.ASSIGNMENTS, ["product_id", "user_id", "group_id"], "AudienceGrouping")
     assignments = assignments.assign(product_id=assignments["product_id"].astype(str))
     assignments = assignments[assignments["product_id"].isin(set(products))]
     try:

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from osmf_core.store import open_store
+
 INVALID = 65
 
 
@@ -26,19 +28,24 @@ def _fail(message: str) -> int:
 
 
 def _read_frame(path: str):
+    """A csv file, or a parquet table through the jobs' reader (a file or a directory of parts)."""
     import pandas as pd
+
+    from osmf_jobs.tables import read_parquet
 
     if path.endswith(".csv"):
         return pd.read_csv(path, dtype={"user_id": str, "product_id": str, "image_id": str})
-    return pd.read_parquet(path)
+    return read_parquet(open_store(Path(path).parent), Path(path).name, what="--impressions")
 
 
 def _write_frame(frame, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from osmf_jobs.tables import write_parquet
+
     if path.endswith(".csv"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
     else:
-        frame.to_parquet(path, index=False)
+        write_parquet(open_store(Path(path).parent), Path(path).name, frame)
 
 
 def assign(args: argparse.Namespace) -> int:
@@ -67,7 +74,6 @@ def score(args: argparse.Namespace) -> int:
     from osmf_jobs import tables as TB
     from osmf_jobs.paag.assign import Assigner, UnknownProduct
     from osmf_jobs.runtime import InvalidInput
-    from osmf_core.store import open_store
 
     try:
         assigner = Assigner.load(args.artifact, with_groups=False)
@@ -75,6 +81,8 @@ def score(args: argparse.Namespace) -> int:
         return _fail(f"--artifact {args.artifact}: {error}; give the run directory of a finished AudienceGrouping")
     try:
         frame = _read_frame(args.impressions)
+    except InvalidInput as error:
+        return _fail(f"{error}; give a parquet or csv file")
     except (OSError, ValueError) as error:
         return _fail(f"--impressions {args.impressions}: cannot read ({error.__class__.__name__}); give a parquet or csv file")
     missing = [c for c in ("user_id", "product_id", "image_id") if c not in frame.columns]
