@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_jobs.seeds import stable_seed
 from osmf_core.api import Role
 from osmf_core.layout import Campaign, join
 
-from . import config as C
 from .inputs import (
     CatalogEntry,
     Group,
@@ -149,11 +149,11 @@ class CampaignGenerator:
         requests = [PromptRequest(r, entry.title, cutout) for r in reps]
         prompts = self.policy.generate_batch(
             requests, n=n, temperature=spec.generation.temperature,
-            seed=C.stable_seed("prompts", spec.rendering.seed, entry.product_id),
+            seed=stable_seed("prompts", spec.rendering.seed, entry.product_id),
             max_new_tokens=spec.generation.max_new_tokens,
         )
         flat = [(owner, i, text) for owner, rows in zip(owners, prompts) for i, text in enumerate(rows)]
-        seeds = [C.stable_seed("render", spec.rendering.seed, entry.product_id, "all" if o is None else o, i) for o, i, _ in flat]
+        seeds = [stable_seed("render", spec.rendering.seed, entry.product_id, "all" if o is None else o, i) for o, i, _ in flat]
         images = self.renderer.render_batch(cutout, [t for _, _, t in flat], seeds)
         candidates = [Candidate(text, image, owner, i) for (owner, i, text), image in zip(flat, images)]
         result = ProductResult(entry, groups, candidates)

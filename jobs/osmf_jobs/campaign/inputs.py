@@ -12,8 +12,9 @@ import numpy as np
 
 from osmf_core.api import Role
 from osmf_core.layout import MANIFEST, Dataset, Grouping, join
-from osmf_core.store import ArtifactStore, open_store, read_manifest
+from osmf_core.store import ArtifactStore
 from osmf_jobs import tables
+from osmf_jobs.runs import recorded_input
 from osmf_jobs.runtime import InvalidInput, JobContext
 
 GROUP_COLUMNS = ("product_id", "group_id", "size", "representatives")
@@ -109,10 +110,9 @@ def generator_stores(ctx: JobContext) -> tuple[ArtifactStore, ArtifactStore | No
         return generator, None
     if ctx.has_input(Role.POLICY):
         return ctx.input_store(Role.POLICY), generator
-    found = read_manifest(generator)
-    for item in (found[0].get("inputs", []) if found else []):
-        if item.get("name") == Role.POLICY and item.get("uri"):
-            return open_store(item["uri"]), generator
+    policy = recorded_input(generator, Role.POLICY)
+    if policy is not None:
+        return policy, generator
     raise InvalidInput(
         f"generator GroupDPORun/{ref.name}: no 'policy' input in the job config and none recorded in {join(generator.uri, MANIFEST)}; "
         "re-run the GroupDPORun"

@@ -11,14 +11,18 @@ from osmf_core.layout import METRICS, SHARD_DONE, GAIP, Dataset, Grouping, join
 from osmf_jobs import metrics as M
 from osmf_jobs import tables as TB
 from osmf_jobs.runtime import InvalidInput, JobContext
-
-from . import config as C
+from osmf_jobs.seeds import stable_unit
 
 USE_SUCCEEDED = "use a Succeeded AudienceGrouping"
 
 
 def main(ctx: JobContext) -> None:
     {"aggregate": aggregate, "merge": merge}[ctx.step](ctx)
+
+
+def product_split(product_id: str, eval_fraction: float, seed: int) -> str:
+    """train/eval by a hash of (seed, product): the same wherever and in whatever shard it runs."""
+    return GAIP.EVAL if stable_unit(seed, product_id) < eval_fraction else GAIP.TRAIN
 
 
 def _pairs(kept: Any, low: float, high: float) -> Any:
@@ -73,7 +77,7 @@ def aggregate(ctx: JobContext) -> None:
     if kept["group_embedding"].isna().any():
         bad = kept[kept["group_embedding"].isna()].iloc[0]
         raise InvalidInput(f"{label}: assignments name group {int(bad['group_id'])} of product {bad['product_id']!r} that groups.parquet lacks; re-run the AudienceGrouping")
-    kept["split"] = [C.product_split(p, spec.split.eval_fraction, spec.split.seed) for p in kept["product_id"]]
+    kept["split"] = [product_split(p, spec.split.eval_fraction, spec.split.seed) for p in kept["product_id"]]
 
     captioner = make_captioner(spec.captioner)
     unique = kept.drop_duplicates("image_id")[["image_id", "image_uri"]]

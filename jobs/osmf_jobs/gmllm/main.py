@@ -7,7 +7,7 @@ from typing import Any
 from osmf_core.layout import CHECKPOINTS, METRICS
 from osmf_jobs.runtime import JobContext
 
-from .config import resolve_inputs
+from .inputs import resolve_inputs
 
 
 def main(ctx: JobContext) -> None:

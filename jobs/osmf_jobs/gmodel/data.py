@@ -13,7 +13,6 @@ the value most over-represented in the group relative to all the product's users
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 
 from osmf_core.layout import GAIP, Dataset, Grouping
 from osmf_jobs.runtime import InvalidInput
+from osmf_jobs.seeds import stable_unit
 from osmf_jobs.tables import read_parquet, read_users, require_columns
 
 from .text import TASKS, instruction, product_answer, template_words, words
@@ -44,12 +44,6 @@ PREFER_PAIRS_PER_GROUP: int | None = 2  # prefer examples per training (product,
 PROMPT_REPEATS = 3  # copies of each training prompt example per epoch
 
 GroupKey = tuple[str, int]
-
-
-def stable_unit(*parts: Any) -> float:
-    """A deterministic number in [0, 1) from the parts (order of options, splits)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 @dataclass
@@ -141,24 +135,6 @@ def _load_image(data_store: Any, uri: str):
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
-
-
-def data_root(dataset_store: Any, grouping_store: Any, explicit: Any = None) -> Any:
-    """The logs root (products, images, users): the job's `data` input, else the one the GAIP run
-    or the grouping recorded as its `data` input in its manifest."""
-    from osmf_core.store import open_store, read_manifest
-
-    if explicit is not None:
-        return explicit
-    for store in (dataset_store, grouping_store):
-        found = read_manifest(store)
-        for item in (found[0].get("inputs", []) if found else []):
-            if item.get("name") == "data" and item.get("uri"):
-                return open_store(item["uri"])
-    raise InvalidInput(
-        f"no data root: neither {dataset_store.uri} nor {grouping_store.uri} records a 'data' input in its manifest; "
-        "re-run the GAIPDataset or pass a 'data' input"
-    )
 
 
 def load_gaip(dataset_store: Any, grouping_store: Any, data_store: Any, need_pairs: bool) -> GaipData:

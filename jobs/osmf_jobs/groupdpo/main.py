@@ -12,7 +12,7 @@ from typing import Any
 from osmf_core.layout import CHECKPOINTS, METRICS, GroupDPO
 from osmf_jobs.runtime import InvalidInput, JobContext
 
-from .config import resolve_inputs
+from .inputs import resolve_inputs
 
 SAMPLE_CHUNK = 8  # (product, group) requests per generate call
 EVAL_MAX_GROUPS = 512  # held-out groups in the final comparison
@@ -49,7 +49,9 @@ def ranked_pairs(texts: list[str], scores: list[float], limit: int) -> list[tupl
 
 
 def stable_seed(*parts: Any) -> int:
-    from osmf_jobs.gmodel.data import stable_unit
+    """A sampling or render seed in [0, 2^31) from the parts (`seeds.stable_seed` spreads the bits
+    differently; this one keeps the seeds earlier Group-DPO runs used)."""
+    from osmf_jobs.seeds import stable_unit
 
     return int(stable_unit(*parts) * 2**31)
 
