@@ -16,7 +16,10 @@ from osmf_jobs.gmodel.data import Example, GaipData, eval_subset, pretrain_examp
 from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answers
 from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava
 from osmf_jobs.gmodel.text import match_rate, style_vocabulary, style_words
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.fit import fit
+from osmf_jobs.gmodel.training.parallel import freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.progress import ProgressReporter
 from osmf_jobs.model_dirs import HF_CONFIG, model_dir
 from osmf_jobs.runtime import InvalidInput, one_line
 

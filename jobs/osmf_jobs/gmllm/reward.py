@@ -27,7 +27,10 @@ from osmf_jobs.gmodel.data import GaipData, PairExample, eval_subset, reward_exa
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
 from osmf_jobs.gmodel.model import GroupMLLM, load_gmodel
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.fit import fit
+from osmf_jobs.gmodel.training.parallel import freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.progress import ProgressReporter
 
 from .common import Resume, fit_settings, publish_model
 

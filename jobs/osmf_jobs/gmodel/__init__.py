@@ -32,7 +32,8 @@ Building blocks (for training code):
 - `text`: templates, the word splitter, style-word matching (the "learning is real" metric).
 - `location`: where a run keeps its G-MLLM or adapter, as a local directory (`gmodel_dir`,
   `adapter_dir`, through `osmf_jobs.model_dirs`), and a run's model role.
-- `training`: distributed setup, checkpoints in the artifact store, LR schedules.
+- `training`: device and precision, DDP/FSDP wrapping, checkpoints in the artifact store, the LR
+  schedule and data order, the fit loop, progress (one module each).
 
 Model directory layout: see `model`. Heavy imports (torch, transformers) happen on first use of
 the names below, so `import osmf_jobs.gmodel` stays cheap.

@@ -65,7 +65,8 @@ def main(ctx: JobContext) -> None:
     from osmf_jobs.gmodel.inference import RewardModel
     from osmf_jobs.gmodel.location import gmodel_dir
     from osmf_jobs.gmodel.model import load_gmodel
-    from osmf_jobs.gmodel.training import Checkpointer, barrier, quiet_transformers, seed_everything, setup_device
+    from osmf_jobs.gmodel.training.checkpoint import Checkpointer
+    from osmf_jobs.gmodel.training.device import barrier, quiet_transformers, seed_everything, setup_device
     from osmf_jobs.render import make_renderer
 
     quiet_transformers()
@@ -100,7 +101,7 @@ def main(ctx: JobContext) -> None:
     rounds: list[dict[str, Any]] = []
     start_round = 0
     if found is not None:
-        from osmf_jobs.gmodel.training import load_trainable_state, set_rng_state
+        from osmf_jobs.gmodel.training.checkpoint import load_trainable_state, set_rng_state
 
         start_round, state = found
         load_trainable_state(model, state["lora"])
@@ -112,7 +113,7 @@ def main(ctx: JobContext) -> None:
     for round_index in range(start_round, dpo.rounds):
         rounds.append(job.run_round(round_index, train_keys))
         if device.is_main and round_index + 1 < dpo.rounds:
-            from osmf_jobs.gmodel.training import rng_state, trainable_state
+            from osmf_jobs.gmodel.training.checkpoint import rng_state, trainable_state
 
             checkpointer.save(round_index + 1, {"lora": trainable_state(model), "rng": rng_state(), "rounds": rounds})
         barrier(device)
@@ -170,7 +171,8 @@ class GroupDPOJob:
     """One run's state: the policy (LoRA on), the frozen GRM and renderer, and the data."""
 
     def __init__(self, ctx: Any, inputs: Any, data: Any, model: Any, processor: Any, peft_model: Any, grm: Any, renderer: Any, device: Any):
-        from osmf_jobs.gmodel.training import FitSettings, ProgressReporter
+        from osmf_jobs.gmodel.training.fit import FitSettings
+        from osmf_jobs.gmodel.training.progress import ProgressReporter
 
         self.ctx, self.inputs, self.data = ctx, inputs, data
         self.model, self.processor, self.peft_model = model, processor, peft_model
@@ -268,7 +270,7 @@ class GroupDPOJob:
     def run_round(self, round_index: int, train_keys: list[tuple[str, int]]) -> dict[str, Any]:
         import numpy as np
 
-        from osmf_jobs.gmodel.training import fit
+        from osmf_jobs.gmodel.training.fit import fit
         from .loss import dpo_loss
 
         dev = self.device
@@ -331,7 +333,7 @@ class GroupDPOJob:
     def ddp(self) -> Any:
         """The module training steps call: DDP under torchrun (made once the LoRA layers exist)."""
         if self._ddp is None:
-            from osmf_jobs.gmodel.training import wrap_ddp
+            from osmf_jobs.gmodel.training.parallel import wrap_ddp
 
             self._ddp = wrap_ddp(self.model, self.device)
         return self._ddp
