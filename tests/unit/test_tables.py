@@ -8,6 +8,7 @@ import pytest
 
 from osmf_core.store import open_store
 from osmf_jobs import tables as TB
+from tests.unit.test_store import store  # noqa: F401 - an empty store, file:// or on the S3 server
 from osmf_jobs.runtime import InvalidInput
 
 
@@ -95,15 +96,6 @@ def _groups(n: int, start: int = 0) -> pd.DataFrame:
         "product_id": [f"p{i}" for i in range(start, start + n)], "group_id": list(range(n)),
         "centroid": [[float(i), 0.5] for i in range(n)],
     })
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    """An empty store, local or on the session's S3 server."""
-    if request.param == "local":
-        return open_store(tmp_path / "run")
-    server = request.getfixturevalue("s3_server")
-    return open_store(f"s3://{server.bucket}/tables-{tmp_path.name}")
 
 
 def test_write_then_read_round_trips_a_file_and_selects_columns(store):
