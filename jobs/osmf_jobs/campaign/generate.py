@@ -119,7 +119,7 @@ class CampaignGenerator:
             raise InvalidInput(f"generator {ref.kind}/{ref.name}: {base.uri} holds a {role} model; the generator must be a pretrain GMLLMTraining or a GroupDPORun")
         adapter_path = None
         if adapter is not None:
-            adapter_path = adapter_dir(adapter, f"generator GroupDPORun/{ref.name}", "re-run the GroupDPORun")
+            adapter_path = adapter_dir(adapter, f"generator GroupDPORun/{ref.name}", "it must hold a GroupDPORun's LoRA adapter; re-run the GroupDPORun")
         policy = GroupPolicy.load(base_dir, adapter=adapter_path)
         if policy.device.type == "cpu":
             import torch
