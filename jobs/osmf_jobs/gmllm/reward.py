@@ -27,7 +27,10 @@ from osmf_jobs.gmodel.data import GaipData, PairExample, eval_subset, reward_exa
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
 from osmf_jobs.gmodel.model import GroupMLLM, load_gmodel
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.fit import fit
+from osmf_jobs.gmodel.training.parallel import freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.progress import ProgressReporter
 
 from .common import Resume, fit_settings, publish_model
 
@@ -94,7 +97,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     train = reward_examples(data, train=True)
     held_out = eval_subset(reward_examples(data, train=False), EVAL_MAX_PAIRS,
                            key=lambda p: (p.product_id, p.group_id, p.chosen_uri, p.rejected_uri))
-    model, processor, info = load_gmodel(gmodel_dir(inputs.init), reward_head=True)
+    model, processor, info = load_gmodel(gmodel_dir(inputs.init, "spec.initFromRef"), reward_head=True)
     if model.group_dim != data.group_dim or model.n_vectors != data.n_vectors:
         from osmf_jobs.runtime import InvalidInput
 

@@ -12,7 +12,7 @@ from typing import Any
 from osmf_core.layout import CHECKPOINTS, METRICS, GroupDPO
 from osmf_jobs.runtime import InvalidInput, JobContext
 
-from .config import resolve_inputs
+from .inputs import resolve_inputs
 
 SAMPLE_CHUNK = 8  # (product, group) requests per generate call
 EVAL_MAX_GROUPS = 512  # held-out groups in the final comparison
@@ -49,7 +49,9 @@ def ranked_pairs(texts: list[str], scores: list[float], limit: int) -> list[tupl
 
 
 def stable_seed(*parts: Any) -> int:
-    from osmf_jobs.gmodel.data import stable_unit
+    """A sampling or render seed in [0, 2^31) from the parts (`seeds.stable_seed` spreads the bits
+    differently; this one keeps the seeds earlier Group-DPO runs used)."""
+    from osmf_jobs.seeds import stable_unit
 
     return int(stable_unit(*parts) * 2**31)
 
@@ -63,7 +65,8 @@ def main(ctx: JobContext) -> None:
     from osmf_jobs.gmodel.inference import RewardModel
     from osmf_jobs.gmodel.location import gmodel_dir
     from osmf_jobs.gmodel.model import load_gmodel
-    from osmf_jobs.gmodel.training import Checkpointer, barrier, quiet_transformers, seed_everything, setup_device
+    from osmf_jobs.gmodel.training.checkpoint import Checkpointer
+    from osmf_jobs.gmodel.training.device import barrier, quiet_transformers, seed_everything, setup_device
     from osmf_jobs.render import make_renderer
 
     quiet_transformers()
@@ -79,8 +82,8 @@ def main(ctx: JobContext) -> None:
         raise InvalidInput(f"GAIP dataset {inputs.dataset.uri} has no training products; check the GAIPDataset's split")
     # Frozen weights in the compute precision on GPU; the LoRA weights stay fp32 (peft's default).
     base_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(device.precision, torch.float32)
-    model, processor, info = load_gmodel(gmodel_dir(inputs.policy), reward_head=False, dtype=base_dtype, device=device.device)
-    grm_model, grm_processor, grm_info = load_gmodel(gmodel_dir(inputs.reward), dtype=base_dtype, device=device.device)
+    model, processor, info = load_gmodel(gmodel_dir(inputs.policy, "spec.policyRef"), reward_head=False, dtype=base_dtype, device=device.device)
+    grm_model, grm_processor, grm_info = load_gmodel(gmodel_dir(inputs.reward, "spec.rewardModelRef"), dtype=base_dtype, device=device.device)
     for name, gm in (("spec.policyRef", model), ("spec.rewardModelRef", grm_model)):
         if (gm.n_vectors, gm.group_dim) != (data.n_vectors, data.group_dim):
             raise InvalidInput(
@@ -98,7 +101,7 @@ def main(ctx: JobContext) -> None:
     rounds: list[dict[str, Any]] = []
     start_round = 0
     if found is not None:
-        from osmf_jobs.gmodel.training import load_trainable_state, set_rng_state
+        from osmf_jobs.gmodel.training.checkpoint import load_trainable_state, set_rng_state
 
         start_round, state = found
         load_trainable_state(model, state["lora"])
@@ -110,7 +113,7 @@ def main(ctx: JobContext) -> None:
     for round_index in range(start_round, dpo.rounds):
         rounds.append(job.run_round(round_index, train_keys))
         if device.is_main and round_index + 1 < dpo.rounds:
-            from osmf_jobs.gmodel.training import rng_state, trainable_state
+            from osmf_jobs.gmodel.training.checkpoint import rng_state, trainable_state
 
             checkpointer.save(round_index + 1, {"lora": trainable_state(model), "rng": rng_state(), "rounds": rounds})
         barrier(device)
@@ -168,7 +171,8 @@ class GroupDPOJob:
     """One run's state: the policy (LoRA on), the frozen GRM and renderer, and the data."""
 
     def __init__(self, ctx: Any, inputs: Any, data: Any, model: Any, processor: Any, peft_model: Any, grm: Any, renderer: Any, device: Any):
-        from osmf_jobs.gmodel.training import FitSettings, ProgressReporter
+        from osmf_jobs.gmodel.training.fit import FitSettings
+        from osmf_jobs.gmodel.training.progress import ProgressReporter
 
         self.ctx, self.inputs, self.data = ctx, inputs, data
         self.model, self.processor, self.peft_model = model, processor, peft_model
@@ -266,7 +270,7 @@ class GroupDPOJob:
     def run_round(self, round_index: int, train_keys: list[tuple[str, int]]) -> dict[str, Any]:
         import numpy as np
 
-        from osmf_jobs.gmodel.training import fit
+        from osmf_jobs.gmodel.training.fit import fit
         from .loss import dpo_loss
 
         dev = self.device
@@ -329,7 +333,7 @@ class GroupDPOJob:
     def ddp(self) -> Any:
         """The module training steps call: DDP under torchrun (made once the LoRA layers exist)."""
         if self._ddp is None:
-            from osmf_jobs.gmodel.training import wrap_ddp
+            from osmf_jobs.gmodel.training.parallel import wrap_ddp
 
             self._ddp = wrap_ddp(self.model, self.device)
         return self._ddp
