@@ -56,7 +56,6 @@ fi
 command -v go >/dev/null || { mkdir -p "$TOOLS"; echo "go not found on PATH: cannot build the control plane" | tee "$ERROR_FILE" >&2; exit 1; }
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false -mod=mod"
-export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 FAILED=()
 
 log() { echo "[build-control-plane $(date +%H:%M:%S)] $*" >&2; }
