@@ -7,6 +7,7 @@ module stays importable with the operator's light dependencies only.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -140,6 +141,8 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="osmf", description="One Size, Many Fits: group-aware ad images, locally or on Kubernetes.")
+    # The package version is the release: the chart's appVersion and the images' tag.
+    top.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('osmf')}")
     sub = top.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="synthetic world → the whole pipeline on this machine → report")

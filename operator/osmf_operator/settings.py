@@ -45,9 +45,11 @@ def default_pools() -> dict[str, NodePool]:
 
 
 class Images(SettingsModel):
-    operator: str = "ghcr.io/osmf/operator:0.1.0"
-    trainer: str = "ghcr.io/osmf/trainer:0.1.0"
-    predictor: str = "ghcr.io/osmf/predictor:0.1.0"
+    # The names the release workflow publishes (.github/workflows/release.yml), tagged with the package
+    # version; no registry: the container runtime pulls from its default one.
+    operator: str = "osmf/operator:0.1.0"
+    trainer: str = "osmf/trainer:0.1.0"
+    predictor: str = "osmf/predictor:0.1.0"
     pull_policy: str = "IfNotPresent"
 
 

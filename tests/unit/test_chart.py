@@ -148,10 +148,10 @@ def test_settings_configmap_is_what_the_operator_reads(tmp_path):
     values["settings"]["artifacts"]["credentialsSecret"] = "osmf-s3"
     docs = render(tmp_path, values)
     settings = parse_settings(yaml.safe_load(only(docs, "ConfigMap")["data"]["settings.yaml"]))
-    assert settings.images.operator == "ghcr.io/osmf/operator:1.2.3"
+    assert settings.images.operator == "osmf/operator:1.2.3"
     assert settings.artifacts.credentials_secret == "osmf-s3"
     container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "ghcr.io/osmf/operator:1.2.3"
+    assert container["image"] == "osmf/operator:1.2.3"
     assert {"name": "OSMF_SETTINGS_FILE", "value": "/etc/osmf/settings.yaml"} in container["env"]
     assert container["envFrom"] == [{"secretRef": {"name": "osmf-s3"}}]
 
