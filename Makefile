@@ -31,12 +31,12 @@ lock: ## re-resolve uv.lock after a change of pyproject.toml's dependencies (ima
 
 generate: ## regenerate crds/ and the chart's CRD copy from the API models
 	$(VENV)/bin/osmf crds --out crds
-	$(VENV)/bin/osmf crds --out charts/osmf/crds
+	$(VENV)/bin/osmf crds --out charts/osmf/files/crds
 
 verify: ## fail when generated files or uv.lock drift, or import boundaries are crossed
 	uv lock --check
 	$(VENV)/bin/osmf crds --out crds --check
-	$(VENV)/bin/osmf crds --out charts/osmf/crds --check
+	$(VENV)/bin/osmf crds --out charts/osmf/files/crds --check
 	$(VENV)/bin/lint-imports
 
 lint: verify ## alias of verify

@@ -167,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     crds = sub.add_parser("crds", help="generate the CRDs from the API models")
-    crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/crds/)")
+    crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/files/crds/)")
     crds.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
     crds.set_defaults(func=cmd_crds)
 

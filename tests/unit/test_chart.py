@@ -1,4 +1,5 @@
-"""The Helm chart (charts/osmf): values schema, settings, security and least-privilege RBAC.
+"""The Helm chart (charts/osmf): values schema, settings, security and least-privilege RBAC, and CRDs
+that upgrade with the release.
 
 Rendering needs `helm` (built by hack/build-control-plane.sh into the tools cache, or on PATH);
 those tests skip without it. The schema and settings tests need nothing but Python.
@@ -111,8 +112,9 @@ def test_default_render_has_the_operator_objects_and_they_are_valid_kubernetes(t
     import kubernetes_validate
 
     docs = render(tmp_path)
-    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                                               "Deployment", "Service", "ServiceAccount"]
+    assert sorted(d["kind"] for d in docs) == sorted([
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service", "ServiceAccount",
+        *["CustomResourceDefinition"] * 5])
     for doc in docs:
         kubernetes_validate.validate(doc, "1.34.0", strict=True)
     assert all(d["metadata"].get("namespace", "osmf-system") == "osmf-system" for d in docs)
@@ -239,3 +241,58 @@ def test_helm_lint_is_clean():
     result = subprocess.run([HELM, "lint", "--strict", str(CHART)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- CRDs: templates that upgrade with the release ---------------------------------------------
+
+class Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 floats (`2e-06`), as the API server and helm's toYaml write them; PyYAML's 1.1
+    resolver would read them as strings."""
+
+
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
+
+
+def load12(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.load_all(text, Loader=Yaml12Loader) if d]
+
+
+def render_text(tmp_path: Path, values: dict[str, Any] | None = None, *extra: str) -> str:
+    argv = [HELM, "template", "osmf", str(CHART), "--namespace", "osmf-system", *extra]
+    if values is not None:
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        argv += ["-f", str(values_file)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@needs_helm
+def test_the_chart_renders_the_generated_crds_kept_on_uninstall(tmp_path):
+    rendered = {d["metadata"]["name"]: d for d in load12(render_text(tmp_path))
+                if d["kind"] == "CustomResourceDefinition"}
+    generated = {p.name: yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))}
+    chart_copy = {p.name: yaml.safe_load(p.read_text())
+                  for p in sorted((CHART / "files" / "crds").glob("*.yaml"))}
+    assert chart_copy == generated, "make generate writes both; make verify checks both"
+    assert sorted(rendered) == sorted(d["metadata"]["name"] for d in generated.values())
+    assert {n.split(".")[0] for n in rendered} == OSMF_KINDS
+    for crd in generated.values():
+        out = rendered[crd["metadata"]["name"]]
+        meta = out.pop("metadata")
+        assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}, \
+            "helm uninstall must not delete the CRDs (and with them every resource)"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        expected = dict(crd)
+        expected.pop("metadata")
+        assert out == expected, f"{meta['name']}: the template changed the CRD"
+
+
+@needs_helm
+def test_crds_install_off_leaves_the_osmf_crds_out(tmp_path):
+    values = copy.deepcopy(VALUES)
+    values["crds"]["install"] = False
+    assert not [d for d in render(tmp_path, values) if d["kind"] == "CustomResourceDefinition"]
