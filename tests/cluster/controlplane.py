@@ -443,8 +443,11 @@ class ControlPlane:
         return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
 
     def install_crds(self, paths: list[Path], timeout: float = 60) -> list[str]:
+        """Apply CRDs from files, wait until they are Established, and drop kubectl's discovery cache."""
+        return self.establish_crds([yaml.safe_load(p.read_text()) for p in paths], timeout)
+
+    def establish_crds(self, docs: list[dict[str, Any]], timeout: float = 60) -> list[str]:
         """Apply CRDs, wait until they are Established, and drop kubectl's discovery cache."""
-        docs = [yaml.safe_load(p.read_text()) for p in paths]
         self.apply(docs)
         names = [f"crd/{d['metadata']['name']}" for d in docs]
         self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names,

@@ -1,5 +1,5 @@
-"""The Helm chart (charts/osmf): values schema, settings, security and least-privilege RBAC, and CRDs
-that upgrade with the release.
+"""The Helm chart (charts/osmf): values schema, settings, security and least-privilege RBAC, CRDs
+that upgrade with the release, peering, disruption budget and monitoring.
 
 Rendering needs `helm` (built by hack/build-control-plane.sh into the tools cache, or on PATH);
 those tests skip without it. The schema and settings tests need nothing but Python.
@@ -113,10 +113,11 @@ def test_default_render_has_the_operator_objects_and_they_are_valid_kubernetes(t
 
     docs = render(tmp_path)
     assert sorted(d["kind"] for d in docs) == sorted([
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service", "ServiceAccount",
-        *["CustomResourceDefinition"] * 5])
+        "ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+        "PodDisruptionBudget", "Service", "ServiceAccount", *["CustomResourceDefinition"] * 5])
     for doc in docs:
-        kubernetes_validate.validate(doc, "1.34.0", strict=True)
+        if doc["apiVersion"] != "kopf.dev/v1":  # kopf's own kind: no upstream schema
+            kubernetes_validate.validate(doc, "1.34.0", strict=True)
     assert all(d["metadata"].get("namespace", "osmf-system") == "osmf-system" for d in docs)
 
 
@@ -194,10 +195,13 @@ def test_cluster_role_grants_only_what_the_operator_uses(tmp_path):
         assert not verbs & {"escalate", "bind", "impersonate", "deletecollection"}
         assert resource != "secrets", "the operator never reads Secrets"
     assert {r for g, r in granted if g == "osmf.dev"} == (
-        OSMF_KINDS | {f"{k}/status" for k in OSMF_KINDS})
+        OSMF_KINDS | {f"{k}/status" for k in OSMF_KINDS} | {f"{k}/finalizers" for k in OSMF_KINDS})
     for kind in OSMF_KINDS:
         assert not granted[("osmf.dev", kind)] & {"create", "update", "delete"}, \
             "users own the custom resources; the operator only patches them"
+        # blockOwnerDeletion on its children: OwnerReferencesPermissionEnforcement (OpenShift)
+        # admits it only for who may update the owner's finalizers.
+        assert granted[("osmf.dev", f"{kind}/finalizers")] == {"update"}
     assert granted[("", "pods")] == {"list"}, "pods are only listed, to say why a Job waits"
     assert ("kueue.x-k8s.io", "workloads") not in granted
 
@@ -296,3 +300,212 @@ def test_crds_install_off_leaves_the_osmf_crds_out(tmp_path):
     values = copy.deepcopy(VALUES)
     values["crds"]["install"] = False
     assert not [d for d in render(tmp_path, values) if d["kind"] == "CustomResourceDefinition"]
+
+
+@needs_helm
+def test_crds_dir_holds_only_kopfs_shared_peering_crds(tmp_path):
+    """crds/ is installed once and never upgraded: right for kopf's stable, shared peering CRDs and
+    wrong for ours, which are templates."""
+    with_crds = load12(render_text(tmp_path, None, "--include-crds"))
+    names = sorted(d["metadata"]["name"] for d in with_crds if d["kind"] == "CustomResourceDefinition")
+    assert names == sorted(["clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev",
+                            *[f"{k}.osmf.dev" for k in OSMF_KINDS]])
+    in_crds_dir = [yaml.safe_load_all(p.read_text()) for p in (CHART / "crds").glob("*.yaml")]
+    assert sorted(d["spec"]["group"] for docs in in_crds_dir for d in docs) == ["kopf.dev", "kopf.dev"]
+
+
+# --- replicas, peering, disruption budget --------------------------------------------------------
+
+def deployment_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return only(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+def rules_for(docs: list[dict[str, Any]], group: str) -> dict[str, set[str]]:
+    return {r: set(rule["verbs"]) for rule in only(docs, "ClusterRole")["rules"]
+            if group in rule["apiGroups"] for r in rule["resources"]}
+
+
+@needs_helm
+def test_default_is_two_peered_replicas_in_a_cluster_peering(tmp_path):
+    docs = render(tmp_path)
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    (container,) = deployment_pod(docs)["containers"]
+    assert "--peering=osmf" in container["args"]
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    peering = only(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "osmf" and "namespace" not in peering["metadata"]
+    assert rules_for(docs, "kopf.dev") == {"clusterkopfpeerings": {"list", "watch", "patch"}}
+
+
+@needs_helm
+def test_namespaced_operators_peer_in_each_watched_namespace(tmp_path):
+    values = copy.deepcopy(VALUES)
+    values["settings"]["watchedNamespaces"] = ["team-a", "team-b"]
+    values["peering"]["name"] = "osmf-peers"
+    docs = render(tmp_path, values)
+    assert not [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    peerings = [d for d in docs if d["kind"] == "KopfPeering"]
+    assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings) == [
+        ("team-a", "osmf-peers"), ("team-b", "osmf-peers")]
+    assert "--peering=osmf-peers" in deployment_pod(docs)["containers"][0]["args"]
+    assert rules_for(docs, "kopf.dev") == {"kopfpeerings": {"list", "watch", "patch"}}
+
+
+@needs_helm
+def test_peering_off_is_one_standalone_replica_and_more_are_refused(tmp_path):
+    values = copy.deepcopy(VALUES)
+    values["peering"]["enabled"] = False
+    values["replicaCount"] = 1
+    docs = render(tmp_path, values)
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = deployment_pod(docs)["containers"][0]
+    assert not [a for a in container["args"] if a.startswith("--peering")]
+    assert "POD_ID" not in {e["name"] for e in container["env"]}
+    assert not [d for d in docs if d["apiVersion"] == "kopf.dev/v1"]
+    assert not rules_for(docs, "kopf.dev")
+    values["replicaCount"] = 2
+    result = render(tmp_path, values, check=False)
+    assert result.returncode != 0
+    assert "replicaCount > 1 needs peering.enabled" in result.stderr
+
+
+@needs_helm
+def test_a_disruption_budget_lets_drains_take_one_operator_pod_at_a_time(tmp_path):
+    docs = render(tmp_path)
+    pdb = only(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    values = copy.deepcopy(VALUES)
+    values["podDisruptionBudget"]["enabled"] = False
+    assert not [d for d in render(tmp_path, values) if d["kind"] == "PodDisruptionBudget"]
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+def exported_metric_names() -> set[str]:
+    """Every sample name the operator's /metrics can show (with one resource in one stage)."""
+    from prometheus_client import generate_latest
+
+    from osmf_operator.metrics import OperatorMetrics
+
+    metrics = OperatorMetrics()
+    metrics.reconciles.labels("AudienceGrouping").inc()
+    metrics.errors.labels("AudienceGrouping", "KubeError").inc()
+    metrics.duration.labels("AudienceGrouping").observe(0.1)
+    metrics.children.labels("Job").inc()
+    metrics.set_stage("AudienceGrouping", "ns", "g", "Queued")
+    text = generate_latest(metrics.registry).decode()
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+@needs_helm
+def test_monitoring_is_off_by_default(tmp_path):
+    assert not [d for d in render(tmp_path)
+                if d["apiVersion"].startswith("monitoring.coreos.com/")]
+
+
+@needs_helm
+def test_service_monitor_scrapes_the_metrics_service_and_alerts_use_exported_metrics(tmp_path):
+    import re
+
+    values = copy.deepcopy(VALUES)
+    values["metrics"]["serviceMonitor"].update(enabled=True, labels={"release": "prom"})
+    values["metrics"]["prometheusRule"].update(enabled=True, queueWaitSeconds=1800)
+    docs = render(tmp_path, values)
+    monitor, service = only(docs, "ServiceMonitor"), only(docs, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["osmf-system"]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [service["spec"]["ports"][0]["name"]]
+    rules = {r["alert"]: r for g in only(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]}
+    assert set(rules) == {"OSMFStageFailed", "OSMFQueueWaitTooLong", "OSMFReconcileErrors"}
+    assert rules["OSMFQueueWaitTooLong"]["expr"].endswith("> 1800")
+    exported = exported_metric_names()
+    for name, rule in rules.items():
+        used = set(re.findall(r"\bosmf_[a-z_]+", rule["expr"]))
+        assert used and used <= exported, (name, used - exported)
+        # Prometheus' own templating survives Helm's.
+        assert "{{ $labels.kind }}" in rule["annotations"]["summary"], rule["annotations"]
+    values["metrics"]["service"]["enabled"] = False
+    result = render(tmp_path, values, check=False)
+    assert result.returncode != 0 and "needs metrics.service.enabled" in result.stderr
+
+
+# --- security: OpenShift's restricted SCC ---------------------------------------------------------
+
+RESTRICTED_VOLUMES = {"configMap", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def restricted_scc_problems(pod: dict[str, Any]) -> list[str]:
+    """What OpenShift's restricted-v2 SCC refuses or overrides, for a pod spec: a fixed UID, GID or
+    fsGroup (it assigns them from the namespace's range), privilege escalation, capabilities kept,
+    host namespaces, volume types outside its list, root."""
+    problems = []
+    sc = pod.get("securityContext", {})
+    for key in ("runAsUser", "runAsGroup", "fsGroup"):
+        if key in sc:
+            problems.append(f"pod securityContext.{key} is fixed")
+    if sc.get("runAsNonRoot") is not True:
+        problems.append("pod is not runAsNonRoot")
+    if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append("no RuntimeDefault seccomp profile")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            problems.append(key)
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume['name']}: {kinds}")
+    for c in [*pod.get("initContainers", []), *pod["containers"]]:
+        csc = c.get("securityContext", {})
+        if "runAsUser" in csc:
+            problems.append(f"container {c['name']}: runAsUser is fixed")
+        if csc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"container {c['name']}: allowPrivilegeEscalation not false")
+        if csc.get("capabilities", {}).get("drop") != ["ALL"] or csc.get("capabilities", {}).get("add"):
+            problems.append(f"container {c['name']}: capabilities not dropped")
+        if csc.get("privileged"):
+            problems.append(f"container {c['name']}: privileged")
+    return problems
+
+
+@needs_helm
+def test_default_operator_pod_and_its_jobs_fit_openshifts_restricted_scc(tmp_path):
+    from osmf_core.api import parse_resource
+    from osmf_operator.render import render_resources
+
+    docs = render(tmp_path)
+    assert restricted_scc_problems(deployment_pod(docs)) == []
+    settings = parse_settings(yaml.safe_load(only(docs, "ConfigMap")["data"]["settings.yaml"]))
+    assert settings.run_as_user is None
+    examples = REPO / "examples" / "h100-pipeline"
+    resources = [parse_resource(d) for p in sorted(examples.glob("*.yaml"))
+                 for d in yaml.safe_load_all(p.read_text()) if d]
+    pods = []
+    for _, obj in render_resources(resources, settings):
+        if obj.get("kind") == "Job":
+            pods.append(obj["spec"]["template"]["spec"])
+        elif obj.get("kind") == "InferenceService":
+            pods.append(obj["spec"]["predictor"])
+    assert {bool(p) for p in pods} == {True} and len(pods) >= 5
+    for pod in pods:
+        assert restricted_scc_problems(pod) == [], pod["containers"][0]["name"]
+
+
+@needs_helm
+def test_a_configured_uid_goes_to_the_operator_pod_and_the_jobs(tmp_path):
+    values = copy.deepcopy(VALUES)
+    values["settings"]["runAsUser"] = 4242
+    docs = render(tmp_path, values)
+    sc = deployment_pod(docs)["securityContext"]
+    assert sc == {"runAsNonRoot": True, "runAsUser": 4242, "runAsGroup": 4242, "fsGroup": 4242,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+    settings = parse_settings(yaml.safe_load(only(docs, "ConfigMap")["data"]["settings.yaml"]))
+    assert settings.run_as_user == 4242
