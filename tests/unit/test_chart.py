@@ -220,11 +220,20 @@ def test_watched_namespaces_bind_the_role_only_there(tmp_path):
     values = copy.deepcopy(VALUES)
     values["settings"]["watchedNamespaces"] = ["team-a", "team-b"]
     docs = render(tmp_path, values)
-    assert not [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     bindings = [d for d in docs if d["kind"] == "RoleBinding"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    assert all(b["roleRef"]["kind"] == "ClusterRole" and
+    assert all(b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": "osmf"} and
                b["subjects"][0]["namespace"] == "osmf-system" for b in bindings)
+    # Cluster-wide only what kopf reads cluster-wide even for some namespaces: CRDs and namespaces.
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == "osmf-cluster-scope"
+    roles = {d["metadata"]["name"]: d["rules"] for d in docs if d["kind"] == "ClusterRole"}
+    assert roles["osmf-cluster-scope"] == [
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+         "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]
+    assert not [r for r in roles["osmf"] if "apiextensions.k8s.io" in r["apiGroups"]]
 
 
 @needs_helm
@@ -321,7 +330,9 @@ def deployment_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def rules_for(docs: list[dict[str, Any]], group: str) -> dict[str, set[str]]:
-    return {r: set(rule["verbs"]) for rule in only(docs, "ClusterRole")["rules"]
+    """The operator role's rules for one API group (the role every binding of the chart names)."""
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "osmf"]
+    return {r: set(rule["verbs"]) for rule in role["rules"]
             if group in rule["apiGroups"] for r in rule["resources"]}
 
 
