@@ -384,6 +384,9 @@ class ControlPlane:
             f"--tls-private-key-file={self.pki / 'apiserver.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
+            # As OpenShift: an owner reference with blockOwnerDeletion needs the right to update
+            # the owner's finalizers (the operator's children carry one).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             f"--token-auth-file={tokens}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.pki / 'sa.key'}",
