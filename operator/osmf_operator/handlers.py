@@ -35,10 +35,13 @@ from .metrics import OperatorMetrics
 from .observe import job_is_suspended, job_needs_pods, observe_job, observe_service
 from .settings import OperatorSettings
 from osmf_core.layout import progress_files
-from osmf_core.store import StoreError, open_store, read_manifest
+from osmf_core.store import ArtifactStore, S3Credentials, StoreError, open_store, read_manifest
+from .tenancy import URI_NOT_ALLOWED, credentials_from_secret, uri_problems
 
 LOG = logging.getLogger("osmf.operator")
 Key = tuple[str, str, str]  # kind, namespace, name
+# A tenant's credentials Secret is read again after this long (rotation reaches the operator's reads).
+CREDENTIALS_TTL_SECONDS = 60.0
 
 
 def utcnow() -> datetime:
@@ -119,6 +122,7 @@ class Operator:
         # (namespace, kind, name) of a resource → the (kind, name)s in that namespace that consume it.
         self._consumers: dict[Key, set[tuple[str, str]]] = {}
         self._consumes: dict[Key, set[Key]] = {}
+        self._credentials: dict[str, tuple[float, S3Credentials | None]] = {}
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -179,7 +183,11 @@ class Operator:
         resource, invalid = parse(body)
         if invalid is None:
             invalid = "; ".join(spec_problems(resource, self.settings)) or None
-        if invalid is None:
+        forbidden = "; ".join(uri_problems(resource, self.settings.artifacts_for(namespace))) if invalid is None else None
+        if forbidden:  # checked before anything is read for this resource: outside the allow-list, nothing is
+            observed = Observed(resource=resource, plan=Blocked(URI_NOT_ALLOWED, forbidden, stalled=True),
+                                code_version=self.settings.code_version)
+        elif invalid is None:
             self.remember_references(resource)
             try:
                 observed = self.observe(resource, now)
@@ -208,6 +216,38 @@ class Operator:
         observed = Observed(resource=resource, plan=blocked, code_version=self.settings.code_version)
         self.write_status(body, decide(observed, rfc3339(now)))
 
+    # -- the artifact store, as the namespace's identity ----------------------------------------------
+
+    def credentials(self, namespace: str) -> S3Credentials | None:
+        """The identity the operator reads a namespace's artifacts with: its tenant's Secret, else the
+        process-wide environment (None) at the tenant's endpoint."""
+        if namespace not in self.settings.tenants:
+            return None
+        with self._guard:
+            cached = self._credentials.get(namespace)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        artifacts = self.settings.artifacts_for(namespace)
+        tenant = self.settings.tenants[namespace]
+        if tenant.credentials_secret is not None:
+            where = f"{namespace}/{tenant.credentials_secret}"
+            try:
+                credentials = credentials_from_secret(self.kube.secret_data(namespace, tenant.credentials_secret), artifacts, where)
+            except LookupError as error:
+                raise StoreError(str(error)) from None
+            except KubeError as error:
+                raise StoreError(f"Secret {where} with the namespace's artifact credentials cannot be read: {error}") from None
+        elif (artifacts.endpoint_url, artifacts.region) != (self.settings.artifacts.endpoint_url, self.settings.artifacts.region):
+            credentials = S3Credentials(endpoint_url=artifacts.endpoint_url, region=artifacts.region)
+        else:
+            credentials = None
+        with self._guard:
+            self._credentials[namespace] = (time.monotonic() + CREDENTIALS_TTL_SECONDS, credentials)
+        return credentials
+
+    def store(self, namespace: str, uri: str) -> ArtifactStore:
+        return open_store(uri, self.credentials(namespace))
+
     # -- observe ----------------------------------------------------------------------------------
 
     def dependency(self, ref: Reference, namespace: str) -> Resource | None:
@@ -217,13 +257,13 @@ class Operator:
     def observe(self, resource: Resource, now: datetime) -> Observed:
         found = {ref.role: self.dependency(ref, resource.namespace) for ref in references(resource)}
         data_uri = resource.info.raw_data_uri(resource.spec)
-        fingerprint = open_store(data_uri).fingerprint() if data_uri is not None else None
-        plan = plan_run(resource, found, self.settings.artifacts.root_uri, fingerprint)
+        fingerprint = self.store(resource.namespace, data_uri).fingerprint() if data_uri is not None else None
+        plan = plan_run(resource, found, self.settings.artifacts_for(resource.namespace).root_uri, fingerprint)
         observed = Observed(resource=resource, plan=plan, code_version=self.settings.code_version)
         if isinstance(plan, Blocked):
             return observed
         observed.jobs = self.observe_jobs(resource)  # children first, then the manifest
-        store = open_store(plan.run_uri)
+        store = self.store(resource.namespace, plan.run_uri)
         observed.manifest = read_manifest(store)
         if observed.manifest is None:
             observed.progress = self.read_progress(resource, plan, observed.jobs, store, now)

@@ -29,7 +29,7 @@ SPEC_HASH_ANNOTATION = "osmf.dev/spec-hash"
 PLURALS: dict[str, dict[str, str]] = {
     API_VERSION: {kind: info.plural for kind, info in KINDS.items()},
     "batch/v1": {"Job": "jobs"},
-    "v1": {"ConfigMap": "configmaps", "Service": "services", "Pod": "pods", "Event": "events"},
+    "v1": {"ConfigMap": "configmaps", "Service": "services", "Pod": "pods", "Event": "events", "Secret": "secrets"},
     "serving.kserve.io/v1beta1": {"InferenceService": "inferenceservices"},
     "kueue.x-k8s.io/v1beta1": {"Workload": "workloads"},
 }
@@ -210,6 +210,11 @@ class Kube:
                  "spec": desired["spec"]}
         self.merge_patch(obj["kind"], meta["namespace"], meta["name"], patch)
         return "updated"
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's `data` (values base64, as the API returns them); None when it does not exist."""
+        secret = self.get("Secret", namespace, name)
+        return None if secret is None else secret.get("data") or {}
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return self.list("Pod", namespace, {"batch.kubernetes.io/job-name": job})
