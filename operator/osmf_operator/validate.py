@@ -31,7 +31,7 @@ import jsonschema
 import yaml
 
 from osmf_core.api import API_VERSION, GROUP, KINDS, SpecError, parse_resource
-from osmf_core.api.resource import Resource, field_path
+from osmf_core.api.resource import Resource, field_path, unknown_field
 
 from .builders import spec_problems
 from .settings import OperatorSettings, SettingsError, parse_settings
@@ -207,7 +207,7 @@ def schema_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
         elif error.validator == "additionalProperties":
             allowed = error.schema.get("properties", {})
             for name in sorted(set(error.instance) - set(allowed), key=str):
-                found.append((field_path("", (*loc, str(name))), "unknown field; remove it or check its spelling"))
+                found.append((field_path("", (*loc, str(name))), unknown_field(str(name), sorted(allowed))))
         elif error.validator == "type":
             expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
             message = f"must be of type {expected}, got {_json_type(error.instance)} {error.instance!r}"

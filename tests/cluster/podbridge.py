@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.controlplane import ControlPlane, die_with_parent
+from tests.cluster.kubeletlogs import KubeletLogServer
 
 POLL_SECONDS = 0.5
 _FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -79,14 +80,29 @@ class PodBridge:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._logs: KubeletLogServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._logs = KubeletLogServer(self.cp.kubelet_port, self.cp.pki / "apiserver.crt",
+                                      self.cp.pki / "apiserver.key", self.log_of).start()
         self._thread = threading.Thread(target=self._loop, name="pod-bridge", daemon=True)
         self._thread.start()
 
+    def log_of(self, namespace: str, name: str):
+        """The newest run of pod `name`: its output file and whether it still runs (the log endpoint)."""
+        with self._lock:
+            runs = [r for r in self.runs.values() if r.pod["metadata"]["namespace"] == namespace
+                    and r.pod["metadata"]["name"] == name and r.log_path is not None]
+        if not runs:
+            return None
+        run = runs[-1]
+        return run.log_path, lambda: run.exit_code is None and not run.killed
+
     def stop(self) -> None:
+        if self._logs is not None:
+            self._logs.stop()
         self._stop.set()
         if self._thread:
             self._thread.join(10)

@@ -75,4 +75,4 @@ class JobConfig(ApiModel):
         try:
             return KINDS[self.kind].spec_model.model_validate(self.spec)
         except ValidationError as error:
-            raise SpecError(format_errors(error, "spec")) from None
+            raise SpecError(format_errors(error, "spec", KINDS[self.kind].spec_model)) from None
