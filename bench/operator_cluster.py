@@ -79,6 +79,23 @@ def requests_by_kind(events: list[dict], namespace: str) -> collections.Counter:
     return counts
 
 
+def cpu_seconds(cp, operator) -> dict[str, float]:
+    """CPU time (user + system) each process of the test cluster has used so far."""
+    import psutil
+
+    pids = {name: proc.popen.pid for name, proc in cp.processes.items()}
+    pids["operator"] = operator.process().pid
+    pids["bench (kubectl excluded)"] = os.getpid()
+    out = {}
+    for name, pid in pids.items():
+        try:
+            times = psutil.Process(pid).cpu_times()
+            out[name] = times.user + times.system
+        except psutil.Error:
+            pass
+    return out
+
+
 def print_breakdown(cp, operator, namespace: str, count: int, reconciles_before: float) -> None:
     counts = requests_by_kind(cp.audit_events(), namespace)
     total = sum(counts.values())
@@ -145,7 +162,9 @@ def main() -> int:
         base = apply_and_wait(cp, "bench-baseline", args.baseline, data_uri, args.timeout)
         rss_base = operator.rss_bytes()
         before = reconciles(operator.metrics())
+        cpu_before = cpu_seconds(cp, operator)
         load = apply_and_wait(cp, "bench-load", args.count, data_uri, args.timeout)
+        cpu_after = cpu_seconds(cp, operator)
         rss_loaded = operator.rss_bytes()
         per_base = base["children_s"] / base["count"]
         per_load = load["children_s"] / load["count"]
@@ -160,6 +179,9 @@ def main() -> int:
               f"→ {rss_loaded / 2**20:.0f} MiB with {args.baseline + args.count} resources "
               f"({(rss_loaded - rss_base) / args.count / 1024:.0f} KiB per resource)")
         print_breakdown(cp, operator, "bench-load", args.count, before)
+        print("CPU seconds used during the load run, by process:")
+        for name, used in sorted(((n, cpu_after[n] - cpu_before.get(n, 0.0)) for n in cpu_after), key=lambda x: -x[1]):
+            print(f"  {used:7.1f}  {name}")
         return 0
     except TimeoutError as error:
         print(f"operator_cluster: {error}", file=sys.stderr)

@@ -467,11 +467,11 @@ class ControlPlane:
                  timeout=60, processes=self.processes.values())
 
     def add_nodes(self, nodes: list[FakeNode], timeout: float = 60) -> None:
-        manifests = [n.manifest() for n in nodes]
-        for manifest in manifests:  # KWOK keeps an InternalIP it finds; logs go to the pod bridge
-            manifest["status"]["addresses"] = [{"type": "InternalIP", "address": "127.0.0.1"}]
-            manifest["status"]["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self.kubelet_port}}
-        self.apply(manifests, server_side=False)
+        self.apply([n.manifest() for n in nodes], server_side=False)
+        for node in nodes:  # pod logs go to the pod bridge; KWOK keeps addresses it finds
+            self.kubectl("patch", "node", node.name, "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": node.name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}}}}))
 
         def all_ready() -> bool:
             # Ready, and the node lifecycle controller has lifted its not-ready taint (set on

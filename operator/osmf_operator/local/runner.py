@@ -159,7 +159,7 @@ class LocalRuntime:
         return table
 
     def write_report(self, run: LocalRun) -> Path | None:
-        """summary.json and report.html beside the artifacts (docs/local.md: what the report shows)."""
+        """summary.json and report.html beside the artifacts (what the report shows: local/report.py)."""
         local = open_store(self.artifact_root).local_path()
         if local is None:
             return None
