@@ -61,14 +61,14 @@ def test_a_tenant_cannot_name_another_tenants_data_and_nothing_there_is_read(
               grouping("own", tenant_data[TENANT_A])], namespace=TENANT_A)
 
     data = wait_for("tenant A's grouping of B's data to stall", lambda: stalled(cp, TENANT_A, "audiencegroupings", "steal"),
-                    timeout=60, processes=cp.processes.values())
+                    timeout=300, processes=cp.processes.values())
     assert data["reason"] == "UriNotAllowed"
     assert data["message"].startswith(f"spec.data.uri: {tenant_data[TENANT_B]} is outside what namespace {TENANT_A} may read "
                                       f"(s3://{s3_server.bucket}/{TENANT_A}-data/")
     model = wait_for("tenant A's training on B's model to stall", lambda: stalled(cp, TENANT_A, "gmllmtrainings", "steal-model"),
-                     timeout=60, processes=cp.processes.values())
+                     timeout=300, processes=cp.processes.values())
     assert model["reason"] == "UriNotAllowed" and model["message"].startswith("spec.baseModel.uri: ")
-    pod = wait_for("tenant A's own grouping to get its Job", lambda: job_pod_spec(cp, TENANT_A, "own"), timeout=60)
+    pod = wait_for("tenant A's own grouping to get its Job", lambda: job_pod_spec(cp, TENANT_A, "own"), timeout=300)
     assert env_of(pod)["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": TENANT_A_SECRET, "key": "AWS_ACCESS_KEY_ID"}}
     assert env_of(pod)["AWS_ENDPOINT_URL"] == s3_recorder.endpoint
     settle(3)  # a stalled resource is settled: nothing more will be tried for it
@@ -86,7 +86,7 @@ def test_a_workload_identity_tenant_gets_its_service_account_and_no_platform_key
     cp.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": TENANT_B_SERVICE_ACCOUNT, "namespace": TENANT_B}}])
     cp.apply([grouping("own", tenant_data[TENANT_B])], namespace=TENANT_B)
-    pod = wait_for("tenant B's grouping to get its Job", lambda: job_pod_spec(cp, TENANT_B, "own"), timeout=60,
+    pod = wait_for("tenant B's grouping to get its Job", lambda: job_pod_spec(cp, TENANT_B, "own"), timeout=300,
                    processes=cp.processes.values())
     assert pod["serviceAccountName"] == TENANT_B_SERVICE_ACCOUNT
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env_of(pod))
