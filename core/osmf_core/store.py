@@ -5,8 +5,12 @@ S3-compatible endpoint works without OSMF-specific variables (botocore addresses
 path-style, `http://host/bucket/key`, so no wildcard DNS is needed).
 
 Errors: a missing file or key raises FileNotFoundError; an unreachable or failing store raises
-StoreError (retriable for jobs). Files travel by streaming (multipart for large ones), never whole
-in memory, so multi-GB model shards are fine.
+StoreError (retriable for jobs). Files travel by streaming through boto3's managed transfer
+(multipart uploads and ranged parallel downloads above a threshold), never whole in memory, so
+multi-GB model shards and checkpoints are fine. The threshold and part size come from
+`OSMF_S3_MULTIPART_THRESHOLD_MB` / `OSMF_S3_MULTIPART_CHUNK_MB` (the operator sets them from its
+settings, `artifacts.multipartThresholdMb` / `multipartChunkMb`): S3 allows 10,000 parts, so the
+part size bounds the largest object (64 MiB parts: 640 GiB; boto3's 8 MiB default: 80 GiB).
 """
 
 from __future__ import annotations
@@ -165,6 +169,33 @@ def _s3_client(endpoint: str | None, access_key: str | None, region: str | None)
     return boto3.client("s3", config=config)
 
 
+MULTIPART_THRESHOLD_ENV = "OSMF_S3_MULTIPART_THRESHOLD_MB"
+MULTIPART_CHUNK_ENV = "OSMF_S3_MULTIPART_CHUNK_MB"
+DEFAULT_MULTIPART_MB = 64
+
+
+def _megabytes(name: str) -> float:
+    text = os.environ.get(name) or str(DEFAULT_MULTIPART_MB)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: give a number of MiB, e.g. {DEFAULT_MULTIPART_MB}") from None
+    if value <= 0:
+        raise ValueError(f"{name}={text!r}: must be above 0")
+    return value
+
+
+def transfer_config() -> Any:
+    """boto3's managed-transfer settings: multipart above the threshold, in parts of the chunk size
+    (S3's minimum part is 5 MiB; SeaweedFS and MinIO accept smaller ones, which the tests use)."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(
+        multipart_threshold=int(_megabytes(MULTIPART_THRESHOLD_ENV) * 2**20),
+        multipart_chunksize=int(_megabytes(MULTIPART_CHUNK_ENV) * 2**20),
+    )
+
+
 def default_s3_client() -> Any:
     """The client the standard AWS environment describes (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -282,7 +313,7 @@ class S3Store(_JsonMixin):
             target.parent.mkdir(parents=True, exist_ok=True)
             key = self._key(file_rel)
             with self._errors("download", key):
-                self.client.download_file(self.bucket, key, str(target))
+                self.client.download_file(self.bucket, key, str(target), Config=transfer_config())
         return dest
 
     def upload(self, src: Path, rel: str) -> None:
@@ -296,7 +327,7 @@ class S3Store(_JsonMixin):
         for path, file_rel in pairs:
             key = self._key(file_rel)
             with self._errors("upload", key):
-                self.client.upload_file(str(path), self.bucket, key)
+                self.client.upload_file(str(path), self.bucket, key, Config=transfer_config())
 
     def local_path(self, rel: str = "") -> None:
         return None

@@ -57,6 +57,8 @@ class ArtifactSettings(SettingsModel):
     region: str | None = None
     credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; none = workload identity.")
     service_account: str | None = Field(default=None, description="ServiceAccount for job and predictor pods (workload identity).")
+    multipart_threshold_mb: float = Field(default=64, gt=0, description="Files above this many MiB travel as S3 multipart transfers (uploads and ranged downloads).")
+    multipart_chunk_mb: float = Field(default=64, gt=0, le=5120, description="Part size in MiB; S3 allows 10,000 parts, so 64 MiB parts carry objects up to 640 GiB.")
 
 
 class KueueSettings(SettingsModel):
