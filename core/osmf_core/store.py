@@ -156,8 +156,10 @@ class FileStore(_JsonMixin):
 
 
 @functools.lru_cache(maxsize=8)
-def _s3_client(endpoint: str | None, access_key: str | None, region: str | None) -> Any:
-    """One client per endpoint/identity (clients are thread-safe and slow to build); boto3 reads the rest of the environment."""
+def _s3_client(endpoint: str | None, access_key: str | None, region: str | None, pid: int) -> Any:
+    """One client per endpoint/identity and process (clients are thread-safe and slow to build, but
+    not fork-safe: a forked DataLoader worker reading through its parent's connection pool got
+    another process's bytes, "Expected checksum … did not match"); boto3 reads the rest of the environment."""
     import boto3
     from botocore.config import Config
 
@@ -199,7 +201,8 @@ def transfer_config() -> Any:
 def default_s3_client() -> Any:
     """The client the standard AWS environment describes (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return _s3_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return _s3_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                      os.getpid())
 
 
 class S3Store(_JsonMixin):
@@ -208,11 +211,13 @@ class S3Store(_JsonMixin):
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._client = client
+        self._owned = client is None  # made here from the environment: remade in a forked child
+        self._pid = os.getpid()
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = default_s3_client()
+        if self._client is None or (self._owned and self._pid != os.getpid()):
+            self._client, self._pid = default_s3_client(), os.getpid()
         return self._client
 
     def _key(self, rel: str) -> str:
@@ -239,7 +244,7 @@ class S3Store(_JsonMixin):
             return getattr(self.client, method)(**kwargs)
 
     def child(self, rel: str) -> "S3Store":
-        return S3Store(self.bucket, self._key(rel), self._client)
+        return S3Store(self.bucket, self._key(rel), None if self._owned else self._client)
 
     def exists(self, rel: str) -> bool:
         key = self._key(rel)
