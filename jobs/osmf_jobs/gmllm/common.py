@@ -43,7 +43,9 @@ def prepare_model(model: GroupMLLM, training: Any, device: Device, weights: Path
 
     frozen = freeze_unreached(model, probe_loss, probe_model(model, build))
     if training.gradient_checkpointing:
-        enable_gradient_checkpointing(model.mllm)
+        blocks = enable_gradient_checkpointing(model.mllm)
+        if device.is_main:
+            print(f"osmf: gradient checkpointing: {blocks} blocks recompute their activations in the backward pass", file=sys.stderr, flush=True)
     empty = has_meta(model)
     kept = snapshot(model) if empty else None
     module = wrap_model(model, device, training.strategy)

@@ -17,7 +17,7 @@ from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answe
 from osmf_jobs.gmodel.loading import empty_hf_model
 from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava, load_llava_processor
 from osmf_jobs.gmodel.text import match_rate, style_vocabulary, style_words
-from osmf_jobs.gmodel.training.device import Device, leave_process_group
+from osmf_jobs.gmodel.training.device import Device, all_mean, leave_process_group
 from osmf_jobs.gmodel.training.fit import fit
 from osmf_jobs.gmodel.training.parallel import unsharded_model
 from osmf_jobs.gmodel.training.progress import ProgressReporter
@@ -100,11 +100,15 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     ddp, frozen = prepare_model(model, spec.training, device, weights, lambda module: lm_loss(module, collate([0])))
     resume.module = ddp
 
+    tokens, clock = [0], []  # this rank's tokens so far; (tokens, time) after each step, for throughput
+
     def loss_fn(batch: Any):
+        tokens[0] += int(batch.attention_mask.sum())
         return lm_loss(ddp, batch), {}
 
     def on_step(step: int, total: int, loss: float, lr: float, stats: dict) -> None:
-        resume.history.append(round(loss, 5))
+        resume.history.append(round(loss, 5))  # all_mean of the loss synchronised the step: the clock is honest
+        clock.append((tokens[0], time.monotonic()))
         report(step, total, loss, lr, stats)
 
     report = ProgressReporter(ctx, resume.step)
@@ -114,6 +118,9 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     model.train()
     total = fit(params, loss_fn, len(train), settings, device, ddp_model=ddp, start_step=resume.step, restore=resume.restore,
                 on_step=on_step, checkpoint=resume.save, collate=collate, workers=spec.training.data_loader_workers)
+    # Tokens per second after the first step (start-up, allocator and kernel warm-up), all ranks.
+    steady = (clock[-1][0] - clock[0][0]) / (clock[-1][1] - clock[0][1]) if len(clock) > 1 else 0.0
+    tokens_per_second = all_mean(steady, device) * device.world_size
     model = unsharded_model(ddp, device)  # FSDP: the whole model on rank 0 (a collective)
     ddp = resume.module = None
     leave_process_group(device)  # the last collective: rank 0 evaluates and publishes alone, the others exit
@@ -122,7 +129,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         "task": "pretrain", "steps": total, "resumed_from_step": resume.step, "train_examples": len(train),
         "heldout_examples": len(held_out), "train_seconds": round(train_seconds, 2), "precision": device.precision,
         "world_size": device.world_size, "final_train_loss": resume.history[-1] if resume.history else None,
-        "examples_per_task": dict(Counter(e.task for e in train)), "frozen_unreached": len(frozen), "group_profiles": data.profile_source,
+        "train_tokens_per_second": round(tokens_per_second, 1), "examples_per_task": dict(Counter(e.task for e in train)), "frozen_unreached": len(frozen), "group_profiles": data.profile_source,
     }
     if device.is_main:
         started = time.monotonic()

@@ -40,15 +40,16 @@ def has_meta(module: nn.Module) -> bool:
     return any(p.is_meta for p in module.parameters())
 
 
-def empty_hf_model(path: Path) -> nn.Module:
+def empty_hf_model(path: Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The model of a Hugging Face image-text-to-text directory with its parameters on the meta
-    device (no memory) and its buffers real; weights come later (`materialize`)."""
+    device in `dtype` (no memory; fp32: the training master weights, whatever the checkpoint's
+    dtype) and its buffers real; weights come later (`materialize`)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     config = AutoConfig.from_pretrained(str(path))
     with init_empty_weights(include_buffers=False):
-        return AutoModelForImageTextToText.from_config(config)
+        return AutoModelForImageTextToText.from_config(config, dtype=dtype)
 
 
 def _checkpoint_keys(path: Path) -> list[str]:
@@ -176,7 +177,7 @@ def probe_model(model: nn.Module, build: Any) -> nn.Module:
     hf = next(m for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "text_config"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        probe = build(AutoModelForImageTextToText.from_config(narrow_config(hf.config)))
+        probe = build(AutoModelForImageTextToText.from_config(narrow_config(hf.config), dtype=torch.float32))
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     for name, param in probe.named_parameters():
         if name not in trainable:
@@ -185,8 +186,12 @@ def probe_model(model: nn.Module, build: Any) -> nn.Module:
     return probe
 
 
-def enable_gradient_checkpointing(hf_model: nn.Module) -> None:
+def enable_gradient_checkpointing(hf_model: nn.Module) -> int:
     """Hugging Face's own activation checkpointing of each transformer block (parameter names
     unchanged, unlike `checkpoint_wrapper`), non-reentrant: it recomputes through FSDP's unshard
-    hooks and needs no input that requires grad (LoRA over a frozen embedding)."""
+    hooks and needs no input that requires grad (LoRA over a frozen embedding). Returns how many
+    blocks recompute."""
     hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return sum(1 for m in hf_model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing)
