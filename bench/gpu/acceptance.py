@@ -329,13 +329,11 @@ def bench_dpo(config: Any, pairs: int, args: argparse.Namespace, device: Any, pr
     warmup = 1 if args.dry_run else 2
 
     def model_on_device():
-        model = meta_llava(config)
-        model.to_empty(device=device)
-        model.to(dtype)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                param.fill_(1.0) if "norm" in name else param.normal_(0.0, 0.02)
-        return model
+        from transformers import LlavaForConditionalGeneration
+
+        torch.manual_seed(0)
+        with torch.device(device):  # initialised on the GPU directly, buffers (positions, rotary) included
+            return LlavaForConditionalGeneration(config).to(dtype)
 
     # osmf: group-conditioned summed log-probs (LM head on the answer tail), reference = adapter off.
     model = GroupMLLM(model_on_device(), GROUP_DIM, GROUP_VECTORS, GROUP_TOKENS).to(device=device, dtype=dtype)
