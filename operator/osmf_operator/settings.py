@@ -67,6 +67,8 @@ class ArtifactSettings(SettingsModel):
         default_factory=list,
         description="URI prefixes that spec data and model URIs may name (besides builtin: models and the namespace's "
                     "own run directories); empty = any.")
+    multipart_threshold_mb: float = Field(default=64, gt=0, description="Files above this many MiB travel as S3 multipart transfers (uploads and ranged downloads).")
+    multipart_chunk_mb: float = Field(default=64, gt=0, le=5120, description="Part size in MiB; S3 allows 10,000 parts, so 64 MiB parts carry objects up to 640 GiB.")
 
 
 class TenantSettings(SettingsModel):

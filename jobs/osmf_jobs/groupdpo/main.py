@@ -71,7 +71,7 @@ def main(ctx: JobContext) -> None:
 
     quiet_transformers()
     spec, dpo = ctx.spec, ctx.spec.dpo
-    device = setup_device(ctx.dist, dpo.precision)
+    device = setup_device(ctx.dist, dpo.precision, dpo.collective_timeout_seconds)
     seed_everything(dpo.seed, device)
     data = load_gaip(inputs.dataset, inputs.grouping, inputs.data, need_pairs=False)
     from osmf_jobs.gmodel.data import eval_subset
@@ -94,6 +94,10 @@ def main(ctx: JobContext) -> None:
     grm = RewardModel(grm_model, grm_processor, grm_info, device.device)
     renderer = make_renderer(spec.rendering, device=device.device)
     peft_model = attach_lora(model, spec.lora, dpo.seed)
+    if dpo.gradient_checkpointing:
+        from osmf_jobs.gmodel.loading import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model.mllm)
 
     job = GroupDPOJob(ctx, inputs, data, model, processor, peft_model, grm, renderer, device)
     checkpointer = Checkpointer(ctx.store)
