@@ -122,6 +122,7 @@ class OperatorSettings(SettingsModel):
             credentials_secret=tenant.credentials_secret if own_identity else self.artifacts.credentials_secret,
             service_account=tenant.service_account if own_identity else self.artifacts.service_account,
             allowed_uri_prefixes=self.artifacts.allowed_uri_prefixes if tenant.allowed_uri_prefixes is None else tenant.allowed_uri_prefixes,
+            multipart_threshold_mb=self.artifacts.multipart_threshold_mb, multipart_chunk_mb=self.artifacts.multipart_chunk_mb,
         )
 
     @model_validator(mode="after")
