@@ -94,6 +94,9 @@ def test_schema_settings_keys_match_the_settings_model():
     (lambda s: s["nodePools"]["h100"].update(gpu="nvidia.com/gpu"), "Additional properties"),
     (lambda s: s.update(progressIntervalSeconds=0), "less than the minimum"),
     (lambda s: s["kueue"].update(enabled="maybe"), "is not of type 'boolean'"),
+    (lambda s: s["kueue"].update(priorityClasses={"Training": "high"}), "'Training' is not one of"),
+    (lambda s: s["kserve"].update(deploymentMode="Knativ"), "'Knativ' is not one of"),
+    (lambda s: s.update(stuckPodGraceSeconds=-1), "less than the minimum"),
 ])
 def test_bad_settings_are_rejected_by_the_schema_and_by_the_operator(mutate, schema_words):
     values = copy.deepcopy(VALUES)
@@ -198,6 +201,8 @@ def test_cluster_role_grants_only_what_the_operator_uses(tmp_path):
             "users own the custom resources; the operator only patches them"
     assert granted[("", "pods")] == {"list"}, "pods are only listed, to say why a Job waits"
     assert ("kueue.x-k8s.io", "workloads") not in granted
+    assert granted[("jobset.x-k8s.io", "jobsets")] == {"list", "watch", "create", "delete"}, \
+        "JobSets are handled like Jobs: created, watched, deleted when superseded"
 
 
 @needs_helm
