@@ -16,6 +16,7 @@ import pytest
 
 from tests.cluster.chartinstall import (InstalledOperator, RenderedChart, render_chart,
                                         s3_secret, tier_chart_values)
+from tests.cluster import controllers
 from tests.cluster.controlplane import REPO, ControlPlane, fake_nodes, find_binaries, tier_values
 from tests.cluster.pipeline import (PIPELINE_TIMEOUT_S, PipelineDriver, PipelineRecord,
                                     cluster_pipeline, upload_tiny_world)
@@ -67,6 +68,22 @@ def pod_bridge(control_plane):
 @pytest.fixture(scope="session")
 def kserve_crd(control_plane):
     return control_plane.install_crds([HERE / "kserve-crd.yaml"])
+
+
+@pytest.fixture(scope="session")
+def kueue(control_plane):
+    """The real Kueue (tests/cluster/controllers.py), managing Jobs and JobSets in labelled namespaces;
+    it runs to the end of the session once a test asks for it."""
+    build, reason = controllers.find_controller("kueue")
+    if build is None:
+        pytest.skip(reason)
+    controller = controllers.kueue(control_plane, build)
+    try:
+        controller.start()
+    except Exception as error:
+        raise RuntimeError(f"Kueue did not start: {error}\n{control_plane.log_tails(40)}") from None
+    yield controller
+    controller.stop()
 
 
 @pytest.fixture(scope="session")

@@ -525,6 +525,11 @@ class PodBridge:
                                for c in run.pod["spec"]["containers"]]}}
         self.api.patch_namespaced_pod_status(pod_name, namespace, body)
 
+    def finish(self, namespace: str, pod_name: str, exit_code: int = 0) -> None:
+        """End a pod that the bridge leaves alone (an ignored resource's) as its kubelet would report it."""
+        pod = self.api.api_client.sanitize_for_serialization(self.api.read_namespaced_pod(pod_name, namespace))
+        self._report(pod, exit_code, (pod.get("status") or {}).get("startTime") or now(), "")
+
     def crash(self, namespace: str, pod_name: str) -> None:
         """Kill a running pod's processes as a crash (or a lost node's worker) would: the pod fails with 137."""
         with self._lock:
