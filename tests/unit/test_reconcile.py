@@ -389,3 +389,10 @@ def test_a_gang_runs_as_a_jobset_when_the_api_is_there_and_status_names_it():
     res.status = with_api.status
     decision = decide(observe(res, plan, jobs=[restarted], jobset_api=True), NOW)
     assert "retrying (1 of 3 gang restarts used)" in message_of(decision, "Ready")
+    assert decision.status.run.attempt == 2
+    assert [e.reason for e in decision.events if e.type == "Warning"] == ["GangRestarted", "PodFailed"]
+    res.status = decision.status
+    running = job(plan, "train", "Running", kind="JobSet", restarts=1, active_pods=2)
+    again = decide(observe(res, plan, jobs=[running], jobset_api=True), NOW)
+    assert "GangRestarted" not in [e.reason for e in again.events], "one Event per restart"
+    assert message_of(again, "Ready").endswith("running (gang restarted 1 of 3 times)")

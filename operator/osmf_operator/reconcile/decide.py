@@ -452,6 +452,7 @@ class Reconciler:
         else:
             c.set("Queued", "False", "NotQueued", "")
         self.decision.requeue_after = PROGRESS_WRITE_INTERVAL_SECONDS
+        self.count_gang_restarts(job)
         problem = job.problem
         if problem is not None and problem.stuck:
             return self.stuck(step, job, problem)
@@ -475,6 +476,8 @@ class Reconciler:
             self.set_stage(f"Running:{step.name}")
         else:
             retry = f" (retry after {job.failed_pods} failed pod(s): {job.message})" if job.failed_pods else ""
+            if job.restarts:
+                retry = f" (gang restarted {job.restarts} of {self.resource.spec.run_policy.backoff_limit} times)"
             c.set("Ready", "True", "JobRunning", f"{job.kind} {job.name} step {step.name} running{retry}")
             if c.get_status("Scheduled") is not None:
                 c.set("Scheduled", "True", "Scheduled", "")
@@ -486,6 +489,17 @@ class Reconciler:
                 progress = merged_progress(self.resource, step, self.obs.progress, len(run.completed_steps))
                 self.status.progress = progress.model_copy(update={"updated": self.now})
         return self.decision
+
+    def count_gang_restarts(self, job: ObservedJob) -> None:
+        """A JobSet's gang restarts are the step's attempts: in status.run.attempt, with a Warning Event each.
+        (The restart itself is over in seconds; the failed worker's pod may be gone before anyone looks.)"""
+        run = self.status.run
+        if run is None or job.kind != "JobSet" or job.restarts + 1 <= run.attempt:
+            return
+        run.attempt = job.restarts + 1
+        limit = self.resource.spec.run_policy.backoff_limit
+        detail = f": {job.problem.message}" if job.problem is not None else ""
+        self.event("Warning", "GangRestarted", f"JobSet {job.name} restarted its gang ({job.restarts} of {limit} restarts){detail}")
 
     def stuck(self, step: Step, job: ObservedJob, problem: Problem) -> Decision:
         """A pod that cannot start without a person: Ready=False at once, Stalled after the grace period."""
