@@ -115,7 +115,7 @@ def secret_missing(control_plane, operator, pod_bridge, world_uri) -> Observatio
     control_plane.kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def test_an_image_that_cannot_be_pulled_is_reported_within_a_minute_naming_pod_container_and_fix(image_pull):
+def test_an_image_that_cannot_be_pulled_is_reported_within_a_minute_naming_pod_container_and_fix(image_pull, rendered_chart):
     found = image_pull.first(lambda o: (condition(o, "Ready") or {}).get("reason") in ("ErrImagePull", "ImagePullBackOff"))
     assert found is not None, image_pull.snapshots
     seconds, status = found
@@ -123,7 +123,8 @@ def test_an_image_that_cannot_be_pulled_is_reported_within_a_minute_naming_pod_c
     ready = condition({"status": status}, "Ready")
     assert ready["status"] == "False"
     assert ready["message"].startswith("pod image-pull-fails-train-") and ": container main: " in ready["message"]
-    assert "ghcr.io/osmf/trainer" in ready["message"] and "operator setting images.trainer" in ready["message"]
+    assert rendered_chart.settings["images"]["trainer"] in ready["message"], "the image the kubelet could not pull"
+    assert "operator setting images.trainer" in ready["message"]
     assert condition({"status": status}, "Stalled")["status"] == "False", "not Stalled before the grace period"
 
 

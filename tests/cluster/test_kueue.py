@@ -83,7 +83,10 @@ def queue(control_plane, kueue, operator) -> str:
               {"apiVersion": KUEUE_API, "kind": "WorkloadPriorityClass", "metadata": {"name": PRIORITY_CLASS},
                "value": PRIORITY, "description": "OSMF batch stages"}])
     wait_for("the LocalQueue to be active", lambda: local_queue_active(cp, NAMESPACE), timeout=60)
-    return NAMESPACE
+    yield NAMESPACE
+    cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false")  # its pods hold H100 GPUs
+    wait_for("the queued namespace's pods to be gone", lambda: not cp.get_json("pods", "-n", NAMESPACE)["items"],
+             timeout=120)
 
 
 @pytest.fixture(scope="module")

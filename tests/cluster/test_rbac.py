@@ -2,7 +2,7 @@
 
 The operator runs as the chart's ServiceAccount (the pod bridge hands its pod a real token of it),
 so everything it does in this session is done with the chart's RBAC and nothing else. Here: the
-account's rights as the API server's authorizer answers them (22 checks), and the identity in the
+account's rights as the API server's authorizer answers them (26 checks), and the identity in the
 audit log.
 What the operator used versus what it was granted is compared at the end of the session
 (test_zz_least_privilege.py).
@@ -40,6 +40,10 @@ RIGHTS = [
     ("create", "rolebindings.rbac.authorization.k8s.io", "", False),
     ("create", "serviceaccounts", "token", False),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", "", False),
+    ("patch", "jobs.batch", "", False),  # spec.suspend is Kueue's alone
+    ("create", "jobsets.jobset.x-k8s.io", "", True),
+    ("list", "workloads.kueue.x-k8s.io", "", True),
+    ("update", "workloads.kueue.x-k8s.io", "", False),
 ]
 
 
