@@ -43,7 +43,12 @@ def jobset_api(control_plane, operator, pipeline):
     controller.start()
     operator.restart()
     yield controller
-    control_plane.kubectl("delete", "jobsets.jobset.x-k8s.io", "--all", "--all-namespaces", "--wait=true", timeout=180)
+    # Foreground: the JobSets go only after their Jobs and pods. Jobs whose owner's kind is gone would
+    # be left behind by the garbage collector, holding their GPUs for the rest of the session.
+    control_plane.kubectl("delete", "jobsets.jobset.x-k8s.io", "--all", "--all-namespaces", "--cascade=foreground",
+                          "--wait=true", timeout=300)
+    wait_for("every JobSet pod to be gone", lambda: not control_plane.get_json(
+        "pods", "--all-namespaces", "-l", "jobset.sigs.k8s.io/jobset-name")["items"], timeout=180)
     controller.stop(uninstall=True)
     operator.restart()
 
@@ -52,8 +57,10 @@ def training(name: str, dataset: str) -> dict[str, Any]:
     return {"apiVersion": "osmf.dev/v1alpha1", "kind": "GMLLMTraining", "metadata": {"name": name},
             "spec": {"task": "pretrain", "datasetRef": {"name": dataset},
                      "baseModel": {"uri": "builtin:tiny-llava"},
-                     "training": {"epochs": 50, "maxSteps": 40, "batchSize": 2, "precision": "fp32",
-                                  "checkpointEverySteps": 2},
+                     # Long enough that the first gang is far from done when a worker is killed
+                     # after the first checkpoint (else rank 0 may finish alone and win the race).
+                     "training": {"epochs": 100, "maxSteps": 150, "batchSize": 2, "precision": "fp32",
+                                  "checkpointEverySteps": 5},
                      "resources": {"gpusPerNode": 1, "nodes": 2}}}
 
 
@@ -115,6 +122,7 @@ def gang_run(control_plane, pipeline, jobset_api, pod_bridge) -> dict[str, Any]:
     seen["exits"] = [e for e in pod_bridge.exits(ns) if e["name"].startswith(f"{name}-node-")]
     yield seen
     cp.kubectl("delete", "gmllmtraining", GANG, "-n", ns, "--wait=true", timeout=180)
+    wait_for("the gang's pods to be gone", lambda: not gang_pods(cp, ns, name), timeout=180)
 
 
 def test_a_two_node_training_runs_as_a_jobset_with_a_headless_rendezvous(gang_run):
@@ -220,5 +228,6 @@ def test_kueue_admits_the_gang_as_one_unit(control_plane, kueue, jobset_api):
         p if len(p := cp.get_json("pods", "-n", ns)["items"]) == 2 else None), timeout=120)
     assert is_true(workload_of(cp, ns, uid), "Admitted")
     assert sorted(p["metadata"]["annotations"]["jobset.sigs.k8s.io/job-index"] for p in pods) == ["0", "1"]
+    cp.kubectl("delete", "jobsets.jobset.x-k8s.io", "--all", "-n", ns, "--cascade=foreground", "--wait=true", timeout=180)
     cp.kubectl("delete", "namespace", ns, "--wait=false")
     cp.kubectl("delete", "clusterqueues.v1beta2.kueue.x-k8s.io", "gang", "--wait=false")
