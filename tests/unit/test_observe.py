@@ -168,7 +168,7 @@ from osmf_operator.observe import JOB_HINTS, observe_jobset  # noqa: E402
 
 
 def waiting_pod(name: str, labels: dict, reason: str, message: str, started: str = "2026-06-01T11:50:00Z",
-                image: str = "ghcr.io/osmf/trainer:0.1.0") -> dict:
+                image: str = "registry.example/osmf/trainer:0.1.0") -> dict:
     status = {"name": "main", "ready": False, "restartCount": 0, "image": image,
               "state": {"waiting": {"reason": reason, "message": message}}}
     out = pod(name, labels, phase="Pending", conditions=[condition("PodScheduled"), condition("Ready", "False", "ContainersNotReady")],
@@ -187,10 +187,10 @@ def oom_pod(name: str, labels: dict, memory: str = "100Mi", finished: str = "202
 
 
 @pytest.mark.parametrize("reason, kubelet, expect", [
-    ("ErrImagePull", 'failed to pull and unpack image "ghcr.io/osmf/trainer:0.1.0": not found',
+    ("ErrImagePull", 'failed to pull and unpack image "registry.example/osmf/trainer:0.1.0": not found',
      "check the image name in the operator setting images.trainer and that the nodes can pull it (registry, pull secret)"),
-    ("ImagePullBackOff", 'Back-off pulling image "ghcr.io/osmf/trainer:0.1.0"', "that the nodes can pull it (registry, pull secret)"),
-    ("InvalidImageName", 'Failed to apply default image tag "ghcr.io/OSMF/trainer": invalid reference format',
+    ("ImagePullBackOff", 'Back-off pulling image "registry.example/osmf/trainer:0.1.0"', "that the nodes can pull it (registry, pull secret)"),
+    ("InvalidImageName", 'Failed to apply default image tag "registry.example/OSMF/trainer": invalid reference format',
      "fix the image reference in the operator setting images.trainer"),
     ("CreateContainerConfigError", 'secret "osmf-s3" not found', "create Secret osmf-s3 in namespace team-a"),
     ("CreateContainerConfigError", 'configmap "trainer-extra" not found', "create ConfigMap trainer-extra in namespace team-a"),

@@ -295,7 +295,7 @@ def test_job_names_are_dns_labels_even_for_long_resource_names():
 
 from osmf_operator.reconcile import Problem  # noqa: E402
 
-PULL = Problem("ImagePullBackOff", 'pod p: container main: Back-off pulling image "ghcr.io/osmf/trainer:0.1.0"; check …',
+PULL = Problem("ImagePullBackOff", 'pod p: container main: Back-off pulling image "registry.example/osmf/trainer:0.1.0"; check …',
                since="2026-06-01T11:58:00Z")  # stuck 120 s before NOW
 
 
