@@ -2,6 +2,8 @@
 # Builds the real control plane for the cluster test tier from the Go module proxy:
 #   kubernetes-<v>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   etcd-<v>/etcd   kwok-<v>/kwok   helm-<v>/helm   actionlint-<v>/actionlint (lints the CI workflows)
+#   kueue-<v>/{kueue,crds/,webhooks.yaml}   jobset-<v>/{jobset,crds/,webhooks.yaml}
+#   (controller-runtime managers run beside the apiserver; CRDs and webhook configurations from the same module)
 # into ${OSMF_TOOLS_DIR:-$HOME/.cache/osmf/tools}, keyed by version (versions: hack/control-plane-versions.env).
 # Idempotent: a component whose folder exists is reused (seconds on a warm machine).
 # Each component is built in a temporary folder and moved into place only when complete.
@@ -30,6 +32,8 @@ ETCD_DIR="$TOOLS/etcd-$ETCD_VERSION"
 KWOK_DIR="$TOOLS/kwok-$KWOK_VERSION"
 HELM_DIR="$TOOLS/helm-$HELM_VERSION"
 ACTIONLINT_DIR="$TOOLS/actionlint-$ACTIONLINT_VERSION"
+KUEUE_DIR="$TOOLS/kueue-$KUEUE_VERSION"
+JOBSET_DIR="$TOOLS/jobset-$JOBSET_VERSION"
 ERROR_FILE="$TOOLS/build-error.txt"
 
 print_env() {
@@ -41,9 +45,13 @@ print_env() {
   echo "OSMF_KWOK=$KWOK_DIR/kwok"
   echo "OSMF_HELM=$HELM_DIR/helm"
   echo "OSMF_ACTIONLINT=$ACTIONLINT_DIR/actionlint"
+  echo "OSMF_KUEUE=$KUEUE_DIR/kueue"
+  echo "OSMF_JOBSET=$JOBSET_DIR/jobset"
 }
 
 have() { local d=$1; shift; local b; for b in "$@"; do [[ -x "$d/$b" ]] || return 1; done; }
+# A controller is complete with its binary, its CRDs and its webhook configurations.
+have_controller() { have "$1" "$2" && [[ -f "$1/webhooks.yaml" ]] && compgen -G "$1/crds/*.yaml" >/dev/null; }
 
 if [[ $MODE == env ]]; then print_env; exit 0; fi
 if [[ $MODE == check ]]; then
@@ -53,6 +61,8 @@ if [[ $MODE == check ]]; then
   have "$KWOK_DIR" kwok || { echo "missing: $KWOK_DIR"; missing=1; }
   have "$HELM_DIR" helm || { echo "missing: $HELM_DIR"; missing=1; }
   have "$ACTIONLINT_DIR" actionlint || { echo "missing: $ACTIONLINT_DIR"; missing=1; }
+  have_controller "$KUEUE_DIR" kueue || { echo "missing: $KUEUE_DIR"; missing=1; }
+  have_controller "$JOBSET_DIR" jobset || { echo "missing: $JOBSET_DIR"; missing=1; }
   exit $missing
 fi
 
@@ -146,6 +156,28 @@ build_go_install() {  # DEST MODULE/cmd/x@VERSION BINARY [EXTRA_LDFLAGS]
   mv "$out" "$dest.tmp" && mv "$dest.tmp" "$dest"
 }
 
+# build_controller DEST MODULE VERSION PACKAGE BINARY: a controller-runtime manager, built from a wrapper
+# module that requires MODULE@VERSION (no `go install pkg@version`: it looks up the module's version
+# list for deprecations, which the proxy refuses for modules it does not list, such as JobSet), plus
+# the CRDs and webhook configurations of the same module version, which the cluster tier installs
+# (pointed at loopback) beside it.
+build_controller() {
+  local dest=$1 module=$2 v=$3 pkg=$4 bin=$5
+  local out="$WORK/$bin-out" dir
+  mkdir -p "$WORK/$bin" "$out/crds" && cd "$WORK/$bin"
+  go mod init "osmf.dev/controlplane-$bin"
+  go mod edit -require="$module@$v"
+  dir="$(go mod download -json "$module@$v" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -d $dir ]] || { echo "no source for $module@$v"; return 1; }
+  # Only the module's own requirements are in the graph: the versions its release was tested with.
+  go build -ldflags="-s -w -X $module/pkg/version.GitVersion=$v" -o "$out/$bin" "$pkg"
+  cp "$dir"/config/components/crd/bases/*.yaml "$out/crds/"
+  cp "$dir/config/components/webhook/manifests.yaml" "$out/webhooks.yaml"
+  chmod -R u+w "$out"  # files copied from the read-only module cache
+  "$out/$bin" --help >/dev/null 2>&1
+  mv "$out" "$dest.tmp" && mv "$dest.tmp" "$dest"
+}
+
 if [[ $MODE == step ]]; then
   "${@:2}"
   exit 0
@@ -162,7 +194,7 @@ total_start=$SECONDS
 rm -f "$ERROR_FILE"
 # Killed from outside (e.g. CI's `timeout`): leave the reason for the cluster tier's skip message.
 trap 'echo "control plane build interrupted by a signal after $((SECONDS - total_start)) s (hack/build-control-plane.sh)" | tee "$ERROR_FILE" >&2; exit 1' TERM INT
-rm -rf "$K8S_DIR.tmp" "$ETCD_DIR.tmp" "$KWOK_DIR.tmp" "$HELM_DIR.tmp" "$ACTIONLINT_DIR.tmp"
+rm -rf "$K8S_DIR.tmp" "$ETCD_DIR.tmp" "$KWOK_DIR.tmp" "$HELM_DIR.tmp" "$ACTIONLINT_DIR.tmp" "$KUEUE_DIR.tmp" "$JOBSET_DIR.tmp"
 have "$K8S_DIR" kube-apiserver kube-controller-manager kube-scheduler kubectl || run_step "kubernetes-$KUBERNETES_VERSION" build_kubernetes || true
 have "$ETCD_DIR" etcd || run_step "etcd-$ETCD_VERSION" build_etcd || true
 have "$KWOK_DIR" kwok || run_step "kwok-$KWOK_VERSION" build_go_install "$KWOK_DIR" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok || true
@@ -174,6 +206,8 @@ for x in pkg/chartutil pkg/lint/rules; do
 done
 have "$HELM_DIR" helm || run_step "helm-$HELM_VERSION" build_go_install "$HELM_DIR" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm "$helm_ldflags" || true
 have "$ACTIONLINT_DIR" actionlint || run_step "actionlint-$ACTIONLINT_VERSION" build_go_install "$ACTIONLINT_DIR" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" actionlint "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" || true
+have_controller "$KUEUE_DIR" kueue || run_step "kueue-$KUEUE_VERSION" build_controller "$KUEUE_DIR" sigs.k8s.io/kueue "$KUEUE_VERSION" sigs.k8s.io/kueue/cmd/kueue kueue || true
+have_controller "$JOBSET_DIR" jobset || run_step "jobset-$JOBSET_VERSION" build_controller "$JOBSET_DIR" sigs.k8s.io/jobset "$JOBSET_VERSION" sigs.k8s.io/jobset jobset || true
 
 if ((${#FAILED[@]})); then
   {

@@ -30,9 +30,9 @@ from .builders import BuildError, build_inference_service, build_job_objects, co
 from .builders.pod import KUEUE_QUEUE_LABEL, MANAGED_BY
 from .reconcile import Blocked, Decision, Observed, ObservedJob, ObservedService, decide, plan_run, references, service_name
 from .reconcile.plan import Reference, RunPlan
-from .kube import CONNECTIONS, Conflict, Kube, KubeError, owned_by, rfc3339
+from .kube import CONNECTIONS, JOBSET_API, Conflict, Kube, KubeError, WorkloadUnavailable, owned_by, rfc3339
 from .metrics import OperatorMetrics
-from .observe import job_is_suspended, job_needs_pods, observe_job, observe_service
+from .observe import job_is_suspended, job_needs_pods, observe_job, observe_jobset, observe_service
 from .settings import OperatorSettings
 from osmf_core.layout import progress_files
 from osmf_core.store import ArtifactStore, S3Credentials, StoreError, open_store, read_manifest
@@ -130,6 +130,16 @@ class Operator:
         self._waiting: set[Key] = set()
         self._last_pass: dict[Key, float] = {}  # monotonic time of each resource's last pass
         self._fingerprints: dict[tuple[str, S3Credentials | None], tuple[float, threading.Lock, str | None]] = {}
+        self._jobset_api: bool | None = None
+
+    @property
+    def jobset_api(self) -> bool:
+        """Whether the cluster serves JobSets (multi-node gangs become JobSets): discovered once per start."""
+        if self._jobset_api is None:
+            self._jobset_api = self.kube.serves(*JOBSET_API)
+            LOG.info("JobSet API %s: multi-node steps run as %s", JOBSET_API[0],
+                     "JobSets" if self._jobset_api else "Indexed Jobs with a headless Service")
+        return self._jobset_api
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -301,9 +311,11 @@ class Operator:
         data_uri = resource.info.raw_data_uri(resource.spec)
         fingerprint = self.fingerprint(resource.namespace, data_uri) if data_uri is not None else None
         plan = plan_run(resource, found, self.settings.artifacts_for(resource.namespace).root_uri, fingerprint)
-        observed = Observed(resource=resource, plan=plan, code_version=self.settings.code_version)
+        observed = Observed(resource=resource, plan=plan, code_version=self.settings.code_version,
+                            stuck_pod_grace_seconds=self.settings.stuck_pod_grace_seconds)
         if isinstance(plan, Blocked):
             return observed
+        observed.jobset_api = self.jobset_api
         observed.jobs = self.observe_jobs(resource)  # children first, then the manifest
         store = self.store(resource.namespace, plan.run_uri)
         observed.manifest = read_manifest(store)
@@ -314,14 +326,22 @@ class Operator:
         return observed
 
     def observe_jobs(self, resource: Resource) -> list[ObservedJob]:
+        """Owned Jobs and (where the API is served) JobSets, with the pods and Kueue Workload that explain them."""
+        namespace, args = resource.namespace, (resource.kind, resource.namespace, resource.name, resource.metadata.uid)
+        children = [(job, observe_job, self.kube.job_pods) for job in self.kube.owned_jobs(*args)]
+        if self.jobset_api:
+            children += [(js, observe_jobset, self.kube.jobset_pods) for js in self.kube.owned_jobsets(*args)]
         out = []
-        for job in self.kube.owned_jobs(resource.kind, resource.namespace, resource.name, resource.metadata.uid):
-            meta = job["metadata"]
-            pods = self.kube.job_pods(resource.namespace, meta["name"]) if job_needs_pods(job) else None
-            workload = None
-            if job_is_suspended(job) and KUEUE_QUEUE_LABEL in (meta.get("labels") or {}) and meta.get("uid"):
-                workload = self.kube.workload_for_job(resource.namespace, meta["uid"])
-            observed = observe_job(job, pods, workload)
+        for child, observe_child, pods_of in children:
+            meta = child["metadata"]
+            pods = pods_of(namespace, meta["name"]) if job_needs_pods(child) else None
+            workload, workload_error = None, None
+            if job_is_suspended(child) and KUEUE_QUEUE_LABEL in (meta.get("labels") or {}) and meta.get("uid"):
+                try:
+                    workload = self.kube.workload_for_job(namespace, meta["uid"])
+                except WorkloadUnavailable as error:
+                    workload_error = str(error)
+            observed = observe_child(child, pods, workload, workload_error)
             if observed is not None:
                 out.append(observed)
         return out
@@ -362,9 +382,11 @@ class Operator:
     def apply(self, resource: Resource, observed: Observed, decision: Decision) -> None:
         namespace = resource.namespace
         owner = owner_of(resource)
+        kinds = {job.name: job.kind for job in observed.jobs}
         for job in decision.delete_jobs:
-            LOG.info("%s %s/%s: deleting job %s of an earlier run", resource.kind, namespace, resource.name, job)
-            self.kube.delete_job(namespace, job, config_map_name(job), rendezvous_service_name(job))
+            kind = kinds.get(job, "Job")
+            LOG.info("%s %s/%s: deleting %s %s of an earlier run", resource.kind, namespace, resource.name, kind, job)
+            self.kube.delete_job(namespace, job, config_map_name(job), rendezvous_service_name(job) if kind == "Job" else None, kind)
         for request in decision.create_jobs:
             for obj in build_job_objects(request, owner, self.settings):
                 if self.kube.create(obj):
@@ -484,7 +506,9 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
         # says nothing the pass that created it did not know: its controller's first status write does.
         return type is not None and controller_owner(body) is not None and (type == "DELETED" or bool(body.get("status")))
 
-    for group, version, plural in (("batch", "v1", "jobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")):
+    # Kinds that are not installed (KServe, JobSet) are watched once their CRDs appear (kopf watches CRDs).
+    owned = (("batch", "v1", "jobs"), ("serving.kserve.io", "v1beta1", "inferenceservices"), (*JOBSET_API[0].split("/"), JOBSET_API[1]))
+    for group, version, plural in owned:
         kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=dict(MANAGED_BY), when=is_owned_change,
                       registry=registry)(on_child)
     return registry

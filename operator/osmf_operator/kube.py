@@ -31,9 +31,13 @@ PLURALS: dict[str, dict[str, str]] = {
     "batch/v1": {"Job": "jobs"},
     "v1": {"ConfigMap": "configmaps", "Service": "services", "Pod": "pods", "Event": "events", "Secret": "secrets"},
     "serving.kserve.io/v1beta1": {"InferenceService": "inferenceservices"},
-    "kueue.x-k8s.io/v1beta1": {"Workload": "workloads"},
+    "jobset.x-k8s.io/v1alpha2": {"JobSet": "jobsets"},
 }
 KIND_API_VERSION = {kind: api for api, kinds in PLURALS.items() for kind in kinds}
+JOBSET_API = ("jobset.x-k8s.io/v1alpha2", "jobsets")
+KUEUE_GROUP = "kueue.x-k8s.io"
+# Workload versions the operator reads, newest first: Kueue serves v1beta2 (v0.15+) and is dropping v1beta1.
+WORKLOAD_VERSIONS = ("v1beta2", "v1beta1")
 
 
 class KubeError(Exception):
@@ -48,10 +52,18 @@ class Conflict(KubeError):
     """409 on a write with a resourceVersion precondition: someone wrote first; re-read and retry."""
 
 
+class WorkloadUnavailable(KubeError):
+    """Kueue is enabled but its Workloads cannot be read: not served, or a served version answers 404."""
+
+
+def api_base(api_version: str) -> str:
+    return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+
+
 def path_for(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
     api_version = KIND_API_VERSION[kind]
     plural = PLURALS[api_version][kind]
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    base = api_base(api_version)
     path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
     if name:
         path += f"/{name}"
@@ -84,6 +96,7 @@ def rfc3339(moment: datetime) -> str:
 class Kube:
     def __init__(self, api_client: k8s.ApiClient):
         self.api = api_client
+        self._workload_version: str | None = None  # discovered on first use, again after a 404
 
     @classmethod
     def from_config(cls) -> "Kube":
@@ -204,8 +217,10 @@ class Kube:
         jobs = self.list("Job", namespace, {LABEL_KIND: kind, LABEL_NAME: label_value(name)})
         return [job for job in jobs if owned_by(job, uid)]
 
-    def delete_job(self, namespace: str, name: str, config_map: str | None = None, service: str | None = None) -> None:
-        self.delete("Job", namespace, name)
+    def delete_job(self, namespace: str, name: str, config_map: str | None = None, service: str | None = None,
+                   kind: str = "Job") -> None:
+        """A step's Job (or JobSet) with its ConfigMap and rendezvous Service."""
+        self.delete(kind, namespace, name)
         if config_map:
             self.delete("ConfigMap", namespace, config_map)
         if service:
@@ -248,15 +263,78 @@ class Kube:
         secret = self.get("Secret", namespace, name)
         return None if secret is None else secret.get("data") or {}
 
+    def owned_jobsets(self, kind: str, namespace: str, name: str, uid: str) -> list[dict[str, Any]]:
+        jobsets = self.list("JobSet", namespace, {LABEL_KIND: kind, LABEL_NAME: label_value(name)})
+        return [js for js in jobsets if owned_by(js, uid)]
+
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return self.list("Pod", namespace, {"batch.kubernetes.io/job-name": job})
+
+    def jobset_pods(self, namespace: str, jobset: str) -> list[dict[str, Any]]:
+        return self.list("Pod", namespace, {"jobset.sigs.k8s.io/jobset-name": jobset})
+
+    # -- discovery --------------------------------------------------------------------------------
+
+    def served_versions(self, group: str) -> list[str]:
+        """Versions of an API group the server serves, preferred first; [] when the group is not installed."""
+        try:
+            doc = self.request("GET", f"/apis/{group}") or {}
+        except KubeError as error:
+            if error.status == 404:
+                return []
+            raise
+        preferred = (doc.get("preferredVersion") or {}).get("version")
+        versions = [v.get("version") for v in doc.get("versions") or [] if v.get("version")]
+        return sorted(versions, key=lambda v: v != preferred)
+
+    def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the server has this resource at this version (e.g. jobset.x-k8s.io/v1alpha2 jobsets)."""
+        try:
+            doc = self.request("GET", api_base(api_version)) or {}
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in doc.get("resources") or [])
+
+    def workload_version(self, refresh: bool = False) -> str:
+        """The newest Workload version Kueue serves here (v1beta2, else v1beta1)."""
+        if self._workload_version is None or refresh:
+            served = set(self.served_versions(KUEUE_GROUP))
+            found = next((v for v in WORKLOAD_VERSIONS if v in served), None)
+            if found is None:
+                raise WorkloadUnavailable(404, (
+                    f"Kueue is enabled in the operator settings but the API server serves no {KUEUE_GROUP} Workloads "
+                    f"(looked for {', '.join(WORKLOAD_VERSIONS)}; it serves {', '.join(sorted(served)) or 'none'}); "
+                    "install Kueue or set kueue.enabled=false"))
+            self._workload_version = found
+        return self._workload_version
 
     def predictor_pods(self, namespace: str, isvc: str) -> list[dict[str, Any]]:
         return self.list("Pod", namespace, {"serving.kserve.io/inferenceservice": isvc})
 
     def workload_for_job(self, namespace: str, job_uid: str) -> dict[str, Any] | None:
-        workloads = self.list("Workload", namespace, {"kueue.x-k8s.io/job-uid": job_uid})
-        return workloads[0] if workloads else None
+        """The Kueue Workload of a Job or JobSet (None: Kueue has not made it yet).
+
+        Read at the newest version the server serves. A 404 from a version discovery said is served
+        is not "no Workloads": discovery is repeated once, then WorkloadUnavailable is raised.
+        """
+        labels = {"kueue.x-k8s.io/job-uid": job_uid}
+        for attempt in range(2):
+            version = self.workload_version(refresh=attempt > 0)
+            path = f"/apis/{KUEUE_GROUP}/{version}/namespaces/{namespace}/workloads"
+            try:
+                listing = self.request("GET", path, query={"labelSelector": selector(labels)})
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+                if attempt:
+                    raise WorkloadUnavailable(404, f"{KUEUE_GROUP}/{version} Workloads answer 404 although the "
+                                                   f"API server lists that version: {error}") from None
+                continue
+            found = [item for item in (listing or {}).get("items") or [] if matches(item, labels)]
+            return found[0] if found else None
+        return None
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime | None = None) -> None:
         """A core/v1 Event on the resource (what `kubectl describe` shows)."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+
+from osmf_core.api import KINDS
 
 
 class SettingsModel(BaseModel):
@@ -87,8 +89,44 @@ class TenantSettings(SettingsModel):
 
 
 class KueueSettings(SettingsModel):
+    """Kueue admission (kueue.x-k8s.io): the LocalQueue of each namespace and a WorkloadPriorityClass per kind.
+
+    The platform team creates the ClusterQueue, the LocalQueues and the WorkloadPriorityClasses;
+    the operator only labels its Jobs and JobSets, and never touches `spec.suspend`.
+    """
+
     enabled: bool = False
-    default_queue: str = "osmf"
+    default_queue: str | None = Field(default="osmf", description="LocalQueue for namespaces not in localQueues; null: those namespaces are not queued.")
+    local_queues: dict[str, str] = Field(default_factory=dict, description="Namespace → the LocalQueue its Jobs are submitted to.")
+    priority_classes: dict[str, str] = Field(
+        default_factory=dict, description="OSMF kind → WorkloadPriorityClass (label kueue.x-k8s.io/priority-class) of its Jobs.")
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> "KueueSettings":
+        unknown = sorted(set(self.priority_classes) - set(KINDS))
+        if unknown:
+            raise ValueError(f"priorityClasses: unknown kind {', '.join(unknown)}; use one of {', '.join(sorted(KINDS))}")
+        return self
+
+    def queue_for(self, namespace: str) -> str | None:
+        """The LocalQueue a namespace's Jobs go to, or None (Kueue off, or the namespace is not queued)."""
+        if not self.enabled:
+            return None
+        return self.local_queues.get(namespace, self.default_queue)
+
+
+class KServeSettings(SettingsModel):
+    """How campaign InferenceServices are deployed (`serving.kserve.io/deploymentMode`)."""
+
+    # KServe ≥ 0.16 names the modes Standard and Knative and (≥ 0.17) still accepts the older names;
+    # KServe ≤ 0.15 knows only RawDeployment and Serverless. KServe 0.16 refuses updates of an
+    # InferenceService whose annotation uses an older name: there, set Standard or Knative.
+    deployment_mode: Literal["RawDeployment", "Serverless", "Standard", "Knative"] = Field(
+        default="RawDeployment", description="RawDeployment (a Deployment + HPA) or Serverless (Knative: scale to zero).")
+
+    @property
+    def serverless(self) -> bool:
+        return self.deployment_mode in ("Serverless", "Knative")
 
 
 class OperatorSettings(SettingsModel):
@@ -100,9 +138,12 @@ class OperatorSettings(SettingsModel):
     kueue: KueueSettings = Field(default_factory=KueueSettings)
     tenants: dict[Annotated[str, Field(pattern=NAMESPACE_PATTERN, max_length=63)], TenantSettings] = Field(
         default_factory=dict, description="Per-namespace artifact identity, root and URI allow-list.")
+    kserve: KServeSettings = Field(default_factory=KServeSettings)
     watched_namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces.")
     progress_interval_seconds: float = Field(default=30.0, ge=1.0)
     requeue_seconds: float = Field(default=30.0, ge=1.0, description="How often running stages are re-checked.")
+    stuck_pod_grace_seconds: float = Field(
+        default=300.0, ge=0.0, description="How long a pod may stay unable to start (image pull, missing Secret) before the resource is Stalled.")
     shm_size: str = "16Gi"
     run_as_user: int | None = Field(
         default=None, ge=1,

@@ -16,6 +16,7 @@ import pytest
 
 from tests.cluster.chartinstall import (InstalledOperator, RenderedChart, render_chart,
                                         s3_secret, tenant_settings, tier_chart_values)
+from tests.cluster import controllers
 from tests.cluster.controlplane import REPO, ControlPlane, fake_nodes, find_binaries, tier_values
 from tests.cluster.pipeline import (PIPELINE_TIMEOUT_S, PipelineDriver, PipelineRecord,
                                     cluster_pipeline, upload_tiny_world)
@@ -76,6 +77,22 @@ def s3_recorder(s3_server):
     recorder = S3Recorder(s3_server.endpoint).start()
     yield recorder
     recorder.stop()
+
+
+@pytest.fixture(scope="session")
+def kueue(control_plane):
+    """The real Kueue (tests/cluster/controllers.py), managing Jobs and JobSets in labelled namespaces;
+    it runs to the end of the session once a test asks for it."""
+    build, reason = controllers.find_controller("kueue")
+    if build is None:
+        pytest.skip(reason)
+    controller = controllers.kueue(control_plane, build)
+    try:
+        controller.start()
+    except Exception as error:
+        raise RuntimeError(f"Kueue did not start: {error}\n{control_plane.log_tails(40)}") from None
+    yield controller
+    controller.stop()
 
 
 @pytest.fixture(scope="session")

@@ -146,9 +146,38 @@ def _write_pki(pki: Path) -> None:
            .sign(ca_key, hashes.SHA256()))
     pki.mkdir(parents=True, exist_ok=True)
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (pki / "ca.key").write_bytes(pem_key(ca_key))  # signs the webhook serving certificates (controllers.py)
     (pki / "apiserver.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
     (pki / "apiserver.key").write_bytes(pem_key(srv_key))
     (pki / "sa.key").write_bytes(pem_key(key()))
+
+
+def issue_serving_cert(pki: Path, out: Path, common_name: str) -> None:
+    """tls.crt / tls.key for 127.0.0.1 in `out`, signed by the tier's CA (the apiserver trusts it for webhooks)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
 
 
 def die_with_parent() -> None:
@@ -332,8 +361,8 @@ class ControlPlane:
                  timeout=60, processes=self.processes.values())
 
     def stop(self) -> None:
-        for name in ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver",
-                     "etcd"]:
+        core = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+        for name in [n for n in self.processes if n not in core] + core:  # controllers first
             proc = self.processes.pop(name, None)
             if proc is not None:
                 proc.stop()
@@ -459,8 +488,11 @@ class ControlPlane:
         """Apply CRDs, wait until they are Established, and drop kubectl's discovery cache."""
         self.apply(docs)
         names = [f"crd/{d['metadata']['name']}" for d in docs]
-        self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names,
-                     timeout=timeout + 10)
+        # `kubectl wait` fails at once (not waits) on a CRD whose status has no conditions yet.
+        wait_for(f"CRDs {', '.join(names)} to be Established",
+                 lambda: self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names,
+                                      timeout=timeout + 10, check=False).returncode == 0,
+                 timeout=timeout, interval=1)
         shutil.rmtree(self.kubectl_cache, ignore_errors=True)
         return names
 

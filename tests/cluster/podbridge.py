@@ -18,6 +18,12 @@ of the bridge holds (two replicas of one Deployment), the bridge moves it to a f
 command, args and env, as a container runtime maps ports; `ports_of` tells a test where each pod
 listens.
 
+Like the kernel under a kubelet, it holds a container to its memory limit: a process group whose
+resident memory passes `resources.limits.memory` is killed and reported OOMKilled (exit 137). Like
+cluster DNS, it resolves a pod's `<hostname>.<headless Service>` names (a torchrun rendezvous) to
+127.0.0.1, where every pod runs; each gang attempt gets its own free rendezvous port, since all of
+them share this machine's ports.
+
 This is deliberately small: one main container per pod (init containers run first), `python` in
 a command means this interpreter, and nothing that needs a real container runtime.
 """
@@ -33,6 +39,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,11 @@ from tests.cluster.controlplane import ControlPlane, die_with_parent
 from tests.cluster.kubeletlogs import KubeletLogServer
 
 POLL_SECONDS = 0.5
+MEMORY_POLL_SECONDS = 0.2
+OOM_EXIT_CODE = 137
+_QUANTITY = re.compile(r"^([0-9.]+)([KMGTPE]i?|[mk]?)$")
+_UNITS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "m": 10**-3}
 _FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -62,6 +74,8 @@ class Run:
     log_path: Path | None = None
     exit_code: int | None = None
     killed: bool = False
+    crashed: bool = False  # killed by a test as a crash would (the pod fails; not a deletion)
+    oom: bool = False  # killed for passing its memory limit
     kubeconfig: Path | None = None
     restarts: int = 0
     ports: dict[int, int] = field(default_factory=dict)  # containerPort → port on this machine
@@ -83,6 +97,7 @@ class PodBridge:
         self.namespaces: set[str] = set()
         self.ignored: set[tuple[str, str]] = set()  # (namespace, osmf.dev/name) never run
         self.finished: list[dict[str, Any]] = []  # {namespace, name, exit_code, command}
+        self._rendezvous_ports: dict[tuple[str, str, str], int] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -190,14 +205,14 @@ class PodBridge:
             message = f"pod bridge: {error}"
             run.log_path.write_text(message + "\n")
         run.exit_code = exit_code
-        if run.killed:
+        if run.killed and not run.crashed:
             return
         if exit_code != 0 and not message and pod["spec"]["containers"][0].get(
                 "terminationMessagePolicy") == "FallbackToLogsOnError":
             message = log_tail_message(run.log_path)
         self.finished.append({"namespace": meta["namespace"], "name": meta["name"],
                               "exit_code": exit_code, "log": str(run.log_path)})
-        self._report(pod, exit_code, run.started, message)
+        self._report(pod, exit_code, run.started, message, reason="OOMKilled" if run.oom else None)
 
     def _run_main(self, run: Run, mounts: dict[str, Path], root: Path) -> int:
         """The main container; restarted in place as the kubelet does (restartPolicy, backoff)."""
@@ -205,7 +220,7 @@ class PodBridge:
         policy = pod["spec"].get("restartPolicy", "Always")
         while True:
             exit_code = self._run_container(run, pod["spec"]["containers"][0], mounts, root)
-            if run.killed or policy == "Never" or (policy == "OnFailure" and exit_code == 0):
+            if run.killed or run.oom or policy == "Never" or (policy == "OnFailure" and exit_code == 0):
                 return exit_code
             run.restarts += 1
             meta = pod["metadata"]
@@ -254,6 +269,7 @@ class PodBridge:
             raise BridgeError(f"container {container['name']} has no command; the bridge cannot "
                               "know the image's entrypoint")
         argv = [rewrite(_expand(a, env)) for a in argv]
+        argv, env = self._resolve_rendezvous(run.pod, argv, env)
         if argv[0] in ("python", "python3"):
             argv[0] = self.python
         workdir = Path(rewrite(container["workingDir"])) if container.get("workingDir") else root
@@ -271,11 +287,56 @@ class PodBridge:
             run.process = subprocess.Popen(argv, env=full_env, cwd=workdir, stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            start_new_session=True, preexec_fn=die_with_parent)
+            limit = memory_limit(container)
+            if limit is not None:
+                threading.Thread(target=self._hold_to_memory_limit, args=(run, run.process, limit),
+                                 daemon=True, name=f"oom-{run.pod['metadata']['name']}").start()
             try:
-                return run.process.wait(timeout)
+                code = run.process.wait(timeout)
+                return 128 - code if code < 0 else code  # a signal's death, as container runtimes report it
             except subprocess.TimeoutExpired:
                 self._kill(run)
                 return 137
+
+    def _hold_to_memory_limit(self, run: Run, process: subprocess.Popen, limit: int) -> None:
+        """The cgroup's OOM killer: the whole process group, once its resident memory passes the limit."""
+        import psutil
+
+        while process.poll() is None:
+            try:
+                root = psutil.Process(process.pid)
+                rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+            except psutil.Error:
+                return
+            if rss > limit:
+                run.oom = True
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return
+            time.sleep(MEMORY_POLL_SECONDS)
+
+    def _resolve_rendezvous(self, pod: dict[str, Any], argv: list[str],
+                            env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """Cluster DNS on loopback: `<host>.<headless service>[.<ns>.svc…]` → 127.0.0.1, with a rendezvous
+        port of the gang attempt's own (all pods share this machine's ports)."""
+        ns = pod["metadata"]["namespace"]
+        services = [svc.metadata.name for svc in self.api.list_namespaced_service(ns).items
+                    if svc.spec.cluster_ip == "None"]
+        if not services:
+            return argv, env
+        names = re.compile(r"\b[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(" + "|".join(map(re.escape, services))
+                           + r")(\." + re.escape(ns) + r"(\.svc(\.cluster\.local)?)?)?\b")
+        if not any(names.search(a) for a in argv):
+            return argv, env
+        labels = pod["metadata"].get("labels") or {}
+        attempt = (ns, pod["spec"].get("subdomain") or "",
+                   labels.get("jobset.sigs.k8s.io/restart-attempt") or labels.get("batch.kubernetes.io/job-name", ""))
+        with self._lock:
+            port = self._rendezvous_ports.setdefault(attempt, _free_port())
+        argv = [re.sub(r"^--master-port=\d+$", f"--master-port={port}", names.sub("127.0.0.1", a)) for a in argv]
+        return argv, {**env, "GLOO_SOCKET_IFNAME": "lo"}
 
     def _kill(self, run: Run, graceful: bool = True) -> None:
         """As the kubelet does: SIGTERM, then SIGKILL after the grace period (at most 10 s here)."""
@@ -326,14 +387,15 @@ class PodBridge:
                     return run.process
         return None
 
-    def _report(self, pod: dict[str, Any], exit_code: int, started: str, message: str) -> None:
+    def _report(self, pod: dict[str, Any], exit_code: int, started: str, message: str,
+                reason: str | None = None) -> None:
         meta = pod["metadata"]
         finished = now()
         statuses = [{
             "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
             "restartCount": 0, "started": False,
             "state": {"terminated": {
-                "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
                 "message": message or None, "startedAt": started, "finishedAt": finished}},
         } for c in pod["spec"]["containers"]]
         body = {"status": {
@@ -515,9 +577,26 @@ class PodBridge:
         """containerPort → the port the pod's process listens on here."""
         return dict(self._run_of(namespace, pod_name).ports)
 
-    def log_of(self, namespace: str, pod_name: str) -> str:
+    def output_of(self, namespace: str, pod_name: str) -> str:
+        """Everything the pod's process printed so far."""
         path = self._run_of(namespace, pod_name).log_path
         return path.read_text(errors="replace") if path is not None and path.exists() else ""
+
+    def finish(self, namespace: str, pod_name: str, exit_code: int = 0) -> None:
+        """End a pod that the bridge leaves alone (an ignored resource's) as its kubelet would report it."""
+        pod = self.api.api_client.sanitize_for_serialization(self.api.read_namespaced_pod(pod_name, namespace))
+        self._report(pod, exit_code, (pod.get("status") or {}).get("startTime") or now(), "")
+
+    def crash(self, namespace: str, pod_name: str) -> None:
+        """Kill a running pod's processes as a crash (or a lost node's worker) would: the pod fails with 137."""
+        with self._lock:
+            run = next((r for r in self.runs.values()
+                        if (r.pod["metadata"]["namespace"], r.pod["metadata"]["name"])
+                        == (namespace, pod_name) and r.process is not None), None)
+        if run is None:
+            raise KeyError(f"pod {namespace}/{pod_name} is not running under the bridge")
+        run.crashed = True
+        self._kill(run, graceful=False)
 
     def running_pods(self, namespace: str) -> list[str]:
         with self._lock:
@@ -537,6 +616,21 @@ def log_tail_message(path: Path) -> str:
     lines = [line for line in path.read_text(errors="replace").splitlines()
              if not line.startswith("--- ")]  # the bridge's own start markers
     return "\n".join(lines[-80:])[-2048:]
+
+
+def memory_limit(container: dict[str, Any]) -> int | None:
+    """The container's memory limit in bytes (None: no limit)."""
+    text = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    match = _QUANTITY.match(str(text or ""))
+    return int(float(match.group(1)) * _UNITS[match.group(2)]) if match else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _expand(value: str, env: dict[str, str]) -> str:

@@ -37,7 +37,7 @@ def test_status_and_logs_of_a_resource_on_the_cluster(control_plane, operator, p
 
     def running_pod():
         pods = cp.get_json("pods", "-n", workload_ns, "-l", "osmf.dev/name=shoes")["items"]
-        return pods and pod_bridge.log_of(workload_ns, pods[0]["metadata"]["name"])
+        return pods and pod_bridge.output_of(workload_ns, pods[0]["metadata"]["name"])
 
     wait_for("the grouping's train pod to run", running_pod, timeout=180, processes=cp.processes.values())
     follow = osmf(cp, "logs", "ag/shoes", "-n", workload_ns, "--follow", timeout=300)  # returns when the pod ends

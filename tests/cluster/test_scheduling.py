@@ -63,6 +63,14 @@ def test_a_two_node_gang_gets_an_indexed_job_a_headless_service_and_stable_hostn
     assert f"--master-addr={name}-0.{service_name}" in command
 
 
+def test_without_the_jobset_api_the_gang_is_an_indexed_job_and_the_resource_says_so(gang, control_plane):
+    """The operator found no jobset.x-k8s.io at its start (test_jobset.py installs it only for its module)."""
+    ns, _, _ = gang
+    assert control_plane.kubectl("get", "crd", "jobsets.jobset.x-k8s.io", check=False).returncode != 0
+    obj = control_plane.get_json("gmllmtraining", "gang", "-n", ns)
+    assert [c["kind"] for c in obj["status"]["children"]["objects"]] == ["Job"]
+
+
 def test_two_8_gpu_pods_take_one_h100_node_each(gang):
     _, pods, _ = gang
     assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(H100_NODES)

@@ -225,7 +225,7 @@ RESUMED = "Resuming operations after the pause"
 def working(c: Cluster, pod: str) -> bool:
     """Whether kopf's log says this replica works: a peered kopf starts paused, so it works once it
     has resumed and not paused since."""
-    log = c.bridge.log_of(OPERATOR_NAMESPACE, pod)
+    log = c.bridge.output_of(OPERATOR_NAMESPACE, pod)
     return log.rfind(RESUMED) > log.rfind(PAUSED)
 
 

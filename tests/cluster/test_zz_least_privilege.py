@@ -24,6 +24,7 @@ UNEXERCISED: dict[tuple[str, str, str], str] = {
     ("batch", "jobs", "delete"): SUPERSEDED_RUN,
     ("", "configmaps", "delete"): SUPERSEDED_RUN,
     ("", "services", "delete"): SUPERSEDED_RUN,
+    ("jobset.x-k8s.io", "jobsets", "delete"): SUPERSEDED_RUN,
     ("serving.kserve.io", "inferenceservices", "patch"): "a change of spec.serving on a served campaign",
     ("serving.kserve.io", "inferenceservices", "delete"): "spec.serving.enabled turned off",
 }

@@ -145,9 +145,10 @@ def declare_resources(server: ApiServer) -> None:
     server.resources["serving.kserve.io/v1beta1/inferenceservices"] = kmock.ResourceInfo(
         kind="InferenceService", singular="inferenceservice", namespaced=True, shortnames={"isvc"},
         subresources={"status"}, verbs={"get", "list", "watch", "create", "patch", "update", "delete"})
-    server.resources["kueue.x-k8s.io/v1beta1/workloads"] = kmock.ResourceInfo(
-        kind="Workload", singular="workload", namespaced=True, subresources={"status"},
-        verbs={"get", "list", "watch", "create", "patch", "update", "delete"})
+    for version in ("v1beta2", "v1beta1"):  # Kueue ≥ 0.15 serves both, v1beta2 preferred
+        server.resources[f"kueue.x-k8s.io/{version}/workloads"] = kmock.ResourceInfo(
+            kind="Workload", singular="workload", namespaced=True, subresources={"status"},
+            verbs={"get", "list", "watch", "create", "patch", "update", "delete"})
 
 
 def plain(value: Any) -> Any:
@@ -225,7 +226,12 @@ class Cluster:
             return payload
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        return await self.call("POST", path_for(obj["kind"], obj["metadata"].get("namespace", NAMESPACE)), obj, "application/json")
+        namespace = obj["metadata"].get("namespace", NAMESPACE)
+        if obj["kind"] == "Workload":  # the operator reads it at the version the server prefers: not in PLURALS
+            path = f"/apis/{obj['apiVersion']}/namespaces/{namespace}/workloads"
+        else:
+            path = path_for(obj["kind"], namespace)
+        return await self.call("POST", path, obj, "application/json")
 
     async def patch(self, kind: str, name: str, patch: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
         return await self.call("PATCH", path_for(kind, NAMESPACE, name, subresource), patch)

@@ -129,8 +129,8 @@ def image_pull_pod(name: str, labels: dict[str, str], image: str = "osmf/predict
 # ---- Kueue Workload and KServe InferenceService -------------------------------------------------
 
 
-def workload(job_uid: str, *conditions: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-    return {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload",
+def workload(job_uid: str, *conditions: dict[str, Any], namespace: str = "default", version: str = "v1beta2") -> dict[str, Any]:
+    return {"apiVersion": f"kueue.x-k8s.io/{version}", "kind": "Workload",
             "metadata": {"name": f"job-{job_uid[:8]}", "namespace": namespace, "labels": {"kueue.x-k8s.io/job-uid": job_uid}},
             "spec": {"queueName": "osmf"}, "status": {"conditions": list(conditions)}}
 

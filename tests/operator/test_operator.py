@@ -319,6 +319,9 @@ async def test_kueue_queues_the_job_and_the_operator_never_touches_suspend(clust
                        and r.resource.plural == "jobs" and r.subresource is None
                        and "kmock" not in r.headers.get("User-Agent", "kmock")]
     assert operator_writes == []
+    workload_reads = {r.resource.version for r in cluster.server if r.resource is not None and r.resource.plural == "workloads"
+                      and r.method == "GET"}
+    assert workload_reads == {"v1beta2"}, "Workloads are read at the newest version the server serves"
 
 
 async def test_campaign_serving_mirrors_kserve_and_surfaces_broken_predictor_pods(cluster, data_root):

@@ -95,6 +95,9 @@ def test_schema_settings_keys_match_the_settings_model():
     (lambda s: s["nodePools"]["h100"].update(gpu="nvidia.com/gpu"), "Additional properties"),
     (lambda s: s.update(progressIntervalSeconds=0), "less than the minimum"),
     (lambda s: s["kueue"].update(enabled="maybe"), "is not of type 'boolean'"),
+    (lambda s: s["kueue"].update(priorityClasses={"Training": "high"}), "'Training' is not one of"),
+    (lambda s: s["kserve"].update(deploymentMode="Knativ"), "'Knativ' is not one of"),
+    (lambda s: s.update(stuckPodGraceSeconds=-1), "less than the minimum"),
 ])
 def test_bad_settings_are_rejected_by_the_schema_and_by_the_operator(mutate, schema_words):
     values = copy.deepcopy(VALUES)
@@ -204,6 +207,8 @@ def test_cluster_role_grants_only_what_the_operator_uses(tmp_path):
         assert granted[("osmf.dev", f"{kind}/finalizers")] == {"update"}
     assert granted[("", "pods")] == {"list"}, "pods are only listed, to say why a Job waits"
     assert ("kueue.x-k8s.io", "workloads") not in granted
+    assert granted[("jobset.x-k8s.io", "jobsets")] == {"list", "watch", "create", "delete"}, \
+        "JobSets are handled like Jobs: created, watched, deleted when superseded"
 
 
 @needs_helm
@@ -463,9 +468,14 @@ def restricted_scc_problems(pod: dict[str, Any]) -> list[str]:
     for key in ("runAsUser", "runAsGroup", "fsGroup"):
         if key in sc:
             problems.append(f"pod securityContext.{key} is fixed")
-    if sc.get("runAsNonRoot") is not True:
+    containers = [*pod.get("initContainers", []), *pod["containers"]]
+
+    def every_container(key: str, holds) -> bool:  # a container's own field overrides the pod's
+        return all(holds(c.get("securityContext", {}).get(key, sc.get(key))) for c in containers)
+
+    if not every_container("runAsNonRoot", lambda value: value is True):
         problems.append("pod is not runAsNonRoot")
-    if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+    if not every_container("seccompProfile", lambda value: (value or {}).get("type") == "RuntimeDefault"):
         problems.append("no RuntimeDefault seccomp profile")
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         if pod.get(key):
@@ -474,7 +484,7 @@ def restricted_scc_problems(pod: dict[str, Any]) -> list[str]:
         kinds = set(volume) - {"name"}
         if not kinds <= RESTRICTED_VOLUMES:
             problems.append(f"volume {volume['name']}: {kinds}")
-    for c in [*pod.get("initContainers", []), *pod["containers"]]:
+    for c in containers:
         csc = c.get("securityContext", {})
         if "runAsUser" in csc:
             problems.append(f"container {c['name']}: runAsUser is fixed")

@@ -160,3 +160,141 @@ def test_failing_init_containers_count_and_terminating_pods_do_not():
     assert pod_failure(broken) == ("CrashLoopBackOff", "pod p: container storage-initializer keeps crashing (restarts: 3, last exit code 1): botocore: AccessDenied")
     broken["metadata"]["deletionTimestamp"] = "2026-06-01T12:00:00Z"
     assert pod_failure(broken) is None
+
+
+# ---- Job pods that cannot start or keep failing (issue 14.4) ------------------------------------
+
+from osmf_operator.observe import JOB_HINTS, observe_jobset  # noqa: E402
+
+
+def waiting_pod(name: str, labels: dict, reason: str, message: str, started: str = "2026-06-01T11:50:00Z",
+                image: str = "registry.example/osmf/trainer:0.1.0") -> dict:
+    status = {"name": "main", "ready": False, "restartCount": 0, "image": image,
+              "state": {"waiting": {"reason": reason, "message": message}}}
+    out = pod(name, labels, phase="Pending", conditions=[condition("PodScheduled"), condition("Ready", "False", "ContainersNotReady")],
+              containers=[status])
+    out["status"]["startTime"] = started
+    out["metadata"]["namespace"] = "team-a"
+    return out
+
+
+def oom_pod(name: str, labels: dict, memory: str = "100Mi", finished: str = "2026-06-01T11:55:00Z") -> dict:
+    out = pod(name, labels, phase="Failed", containers=[{
+        "name": "main", "ready": False, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": finished}}}])
+    out["spec"]["containers"][0]["resources"] = {"limits": {"memory": memory}}
+    return out
+
+
+@pytest.mark.parametrize("reason, kubelet, expect", [
+    ("ErrImagePull", 'failed to pull and unpack image "registry.example/osmf/trainer:0.1.0": not found',
+     "check the image name in the operator setting images.trainer and that the nodes can pull it (registry, pull secret)"),
+    ("ImagePullBackOff", 'Back-off pulling image "registry.example/osmf/trainer:0.1.0"', "that the nodes can pull it (registry, pull secret)"),
+    ("InvalidImageName", 'Failed to apply default image tag "registry.example/OSMF/trainer": invalid reference format',
+     "fix the image reference in the operator setting images.trainer"),
+    ("CreateContainerConfigError", 'secret "osmf-s3" not found', "create Secret osmf-s3 in namespace team-a"),
+    ("CreateContainerConfigError", 'configmap "trainer-extra" not found', "create ConfigMap trainer-extra in namespace team-a"),
+    ("CreateContainerConfigError", "couldn't find key AWS_SECRET_ACCESS_KEY in Secret team-a/osmf-s3",
+     "create the Secret or ConfigMap (and key) the pod refers to in namespace team-a"),
+])
+def test_a_job_pod_that_cannot_start_is_a_stuck_problem_naming_pod_container_and_fix(reason, kubelet, expect):
+    job = built_job(status=job_running(active=1, ready=0))
+    assert job_needs_pods(job)
+    observed = observe_job(job, [waiting_pod("grouping-train-x-abcde", job_pod_labels(job["metadata"]["name"]), reason, kubelet)])
+    assert observed.phase == "Running" and observed.problem is not None
+    problem = observed.problem
+    assert (problem.reason, problem.stuck, problem.since) == (reason, True, "2026-06-01T11:50:00Z")
+    assert problem.message.startswith(f"pod grouping-train-x-abcde: container main: {kubelet}")
+    assert problem.message.endswith(expect)
+
+
+def test_an_oom_killed_attempt_is_a_retryable_problem_until_a_newer_pod_runs():
+    job = built_job(status=job_running(active=1, ready=0, failed=1))
+    labels = job_pod_labels(job["metadata"]["name"])
+    observed = observe_job(job, [oom_pod("a", labels)])
+    assert observed.problem.reason == "OOMKilled" and not observed.problem.stuck
+    assert observed.problem.message == ("pod a: container main was OOMKilled for exceeding its memory limit 100Mi; "
+                                        "raise spec.resources.memory")
+    running_again = built_job(status=job_running(active=1, ready=1, failed=1))
+    assert observe_job(running_again, [oom_pod("a", labels)]).problem is None  # the retry is under way
+
+
+def test_a_job_whose_retries_were_oom_kills_fails_with_that_reason():
+    job = built_job(status=job_failed(failed=2))
+    labels = job_pod_labels(job["metadata"]["name"])
+    observed = observe_job(job, [oom_pod("a", labels, finished="2026-06-01T11:00:00Z"), oom_pod("b", labels)])
+    assert observed.phase == "Failed" and observed.reason == "OOMKilled"
+    assert observed.message.startswith("Job has reached the specified backoff limit; pod b: container main was OOMKilled")
+    deadline = observe_job(built_job(status=job_failed("DeadlineExceeded", "too long")), [oom_pod("b", labels)])
+    assert deadline.reason == "DeadlineExceeded"
+
+
+def test_a_deleted_pod_is_not_stuck():
+    job = built_job(status=job_running(active=1, ready=0))
+    stuck = waiting_pod("p", job_pod_labels(job["metadata"]["name"]), "ImagePullBackOff", "Back-off")
+    stuck["metadata"]["deletionTimestamp"] = "2026-06-01T12:00:00Z"
+    assert observe_job(job, [stuck]).problem is None
+
+
+def test_predictor_and_job_pods_name_their_own_fields():
+    labels = job_pod_labels("j")
+    assert "raise spec.serving.resources.memory" in pod_failure(oom_pod("a", labels))[1]
+    assert "raise spec.resources.memory" in observe_job(built_job(status=job_running(active=0, failed=1)), [oom_pod("a", labels)]).problem.message
+    assert JOB_HINTS.image == "images.trainer"
+
+
+def test_an_unreadable_workload_of_a_suspended_job_is_a_problem_not_no_workload():
+    job = built_job(settings=KUEUE, status=job_suspended())
+    job["spec"]["suspend"] = True
+    observed = observe_job(job, workload_error="kueue.x-k8s.io/v1beta2 Workloads answer 404")
+    assert observed.phase == "Queued" and observed.reason == "WorkloadUnavailable"
+    assert observed.problem.reason == "WorkloadUnavailable" and observed.problem.since is None
+
+
+# ---- JobSets (multi-node gangs) -----------------------------------------------------------------
+
+
+def built_jobset(status: dict, labels: dict | None = None) -> dict:
+    from osmf_operator.builders import build_job_objects, owner_of
+    from osmf_operator.reconcile import Observed, decide, plan_run
+    from tests.factories import resource, succeeded
+
+    res = resource("GMLLMTraining", resources={"gpusPerNode": 8, "nodes": 2})
+    dataset = succeeded(resource("GAIPDataset"))
+    plan = plan_run(res, {"dataset": dataset}, "s3://bucket/osmf")
+    (request,) = decide(Observed(resource=res, plan=plan, jobset_api=True), "2026-06-01T12:00:00Z").create_jobs
+    jobset = next(o for o in build_job_objects(request, owner_of(res), KUEUE) if o["kind"] == "JobSet")
+    jobset["metadata"]["uid"] = "uid-js"
+    jobset["metadata"]["labels"].update(labels or {})
+    jobset["status"] = status
+    return jobset
+
+
+def gang_status(*conditions: dict, active: int = 2, ready: int = 2, failed: int = 0, restarts: int = 0) -> dict:
+    return {"restarts": restarts, "conditions": list(conditions),
+            "replicatedJobsStatus": [{"name": "node", "active": active, "ready": ready, "failed": failed, "succeeded": 0, "suspended": 0}]}
+
+
+@pytest.mark.parametrize("status, phase, reason", [
+    (gang_status(), "Running", ""),
+    (gang_status(condition("Completed", reason="AllJobsCompleted"), active=0, ready=0), "Succeeded", ""),
+    (gang_status(condition("Failed", reason="ReachedMaxRestarts", message="jobset failed due to reaching max number of restarts"),
+                 active=0, ready=0, restarts=3), "Failed", "ReachedMaxRestarts"),
+    (gang_status(condition("Failed", reason="FailJobSetFailurePolicyAction", message="applying FailJobSet failure policy action"),
+                 active=0, ready=0), "Failed", "InvalidInput"),
+    (gang_status(condition("Suspended", reason="SuspendedJobs"), active=0, ready=0), "Queued", "WaitingForQuota"),
+])
+def test_a_jobset_is_observed_in_the_words_of_a_job(status, phase, reason):
+    observed = observe_jobset(built_jobset(status))
+    assert (observed.kind, observed.phase, observed.reason) == ("JobSet", phase, reason)
+    assert observed.step == "train" and len(observed.input_hash) == 64
+
+
+def test_a_restarted_gang_reports_the_failed_worker_until_the_new_gang_is_ready():
+    labels = job_pod_labels("x")
+    killed = failed_pod("gang-node-1-0-abcde", labels, exit_code=137, log_tail="")
+    restarting = observe_jobset(built_jobset(gang_status(active=2, ready=0, restarts=1)), [killed])
+    assert restarting.restarts == 1 and restarting.problem.message == "pod gang-node-1-0-abcde: exit code 137: Error"
+    assert observe_jobset(built_jobset(gang_status(restarts=1)), [killed]).problem is None
+    assert job_needs_pods(built_jobset(gang_status(active=2, ready=1)))
+    assert not job_needs_pods(built_jobset(gang_status()))

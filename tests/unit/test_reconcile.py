@@ -289,3 +289,110 @@ def test_job_names_are_dns_labels_even_for_long_resource_names():
     name = job_name(long, "cluster", "f" * 64)
     assert len(name) <= 63 and name.endswith("-cluster-ffffffff")
     assert job_name(resource("AudienceGrouping", name="b" * 200), "cluster", "f" * 64) != name
+
+
+# ---- pods that cannot start or keep failing (issue 14.4) ----------------------------------------
+
+from osmf_operator.reconcile import Problem  # noqa: E402
+
+PULL = Problem("ImagePullBackOff", 'pod p: container main: Back-off pulling image "registry.example/osmf/trainer:0.1.0"; check …',
+               since="2026-06-01T11:58:00Z")  # stuck 120 s before NOW
+
+
+def message_of(decision, type_: str) -> str:
+    return next(c.message for c in decision.status.conditions if c.type == type_)
+
+
+@pytest.mark.parametrize("grace, stalled", [(300.0, False), (120.0, True), (60.0, True)])
+def test_a_stuck_pod_is_reported_at_once_and_stalls_after_the_grace_period(grace, stalled):
+    res, plan = grouping_plan()
+    stuck = job(plan, "train", "Running", active_pods=1, problem=PULL)
+    decision = decide(observe(res, plan, jobs=[stuck], stuck_pod_grace_seconds=grace), NOW)
+    cond = conditions(decision)
+    assert cond["Ready"] == ("False", "ImagePullBackOff")
+    assert cond["Stalled"] == (("True" if stalled else "False"), "ImagePullBackOff" if stalled else "NotStalled")
+    assert cond["Succeeded"][0] == "Unknown"  # the Job has not failed: fixing the image lets it run on
+    assert "pod p: container main" in message_of(decision, "Ready")
+    assert [e.reason for e in decision.events if e.type == "Warning"] == ["ImagePullBackOff"]
+    assert decision.status.stage == ("Stalled" if stalled else "Running:train")
+    if not stalled:
+        assert decision.requeue_after == pytest.approx(min(30.0, grace - 120.0))
+
+
+def test_the_warning_is_posted_once_per_problem_and_the_condition_clears_when_the_pod_starts():
+    res, plan = grouping_plan()
+    first = decide(observe(res, plan, jobs=[job(plan, "train", "Running", active_pods=1, problem=PULL)]), NOW)
+    res.status = first.status
+    again = decide(observe(res, plan, jobs=[job(plan, "train", "Running", active_pods=1, problem=PULL)]), NOW)
+    assert not [e for e in again.events if e.type == "Warning"]
+    res.status = again.status
+    fixed = decide(observe(res, plan, jobs=[job(plan, "train", "Running", active_pods=1)]), NOW)
+    assert conditions(fixed)["Ready"] == ("True", "JobRunning") and conditions(fixed)["Stalled"][0] == "False"
+
+
+def test_a_stalled_stuck_pod_recovers_when_a_person_fixes_it():
+    res, plan = grouping_plan()
+    stalled = decide(observe(res, plan, jobs=[job(plan, "train", "Running", active_pods=1, problem=PULL)],
+                             stuck_pod_grace_seconds=10), NOW)
+    assert conditions(stalled)["Stalled"] == ("True", "ImagePullBackOff")
+    res.status = stalled.status
+    fixed = decide(observe(res, plan, jobs=[job(plan, "train", "Running", active_pods=1)], stuck_pod_grace_seconds=10), NOW)
+    assert conditions(fixed)["Stalled"] == ("False", "NotStalled") and fixed.status.stage == "Running:train"
+
+
+def test_a_failed_attempt_the_job_retries_is_reported_not_stalled():
+    res, plan = grouping_plan()
+    oom = Problem("OOMKilled", "pod p: container main was OOMKilled for exceeding its memory limit 8Gi; raise spec.resources.memory",
+                  stuck=False)
+    decision = decide(observe(res, plan, jobs=[job(plan, "train", "Running", failed_pods=1, problem=oom)],
+                              stuck_pod_grace_seconds=0), NOW)
+    cond = conditions(decision)
+    assert cond["Ready"] == ("False", "OOMKilled") and cond["Stalled"] == ("False", "NotStalled")
+    assert "raise spec.resources.memory" in message_of(decision, "Ready")
+    assert "retrying (1 failed pod(s), runPolicy.backoffLimit 3)" in message_of(decision, "Ready")
+    assert [e.reason for e in decision.events if e.type == "Warning"] == ["OOMKilled"]
+
+
+def test_retries_spent_on_oom_kills_stall_with_the_reason():
+    res, plan = grouping_plan()
+    oom = Problem("OOMKilled", "pod p: container main was OOMKilled …; raise spec.resources.memory", stuck=False)
+    failing = job(plan, "train", "Failed", reason="OOMKilled", message=f"Job has reached the specified backoff limit; {oom.message}", problem=oom)
+    cond = conditions(decide(observe(res, plan, jobs=[failing]), NOW))
+    assert cond["Stalled"] == ("True", "OOMKilled") and cond["Succeeded"] == ("False", "OOMKilled")
+
+
+def test_an_unreadable_kueue_workload_is_surfaced_not_hidden():
+    res, plan = grouping_plan()
+    broken = Problem("WorkloadUnavailable", "kueue.x-k8s.io/v1beta2 Workloads answer 404 although …")
+    decision = decide(observe(res, plan, jobs=[job(plan, "train", "Queued", reason="WorkloadUnavailable",
+                                                     message=broken.message, problem=broken)], stuck_pod_grace_seconds=0), NOW)
+    cond = conditions(decision)
+    assert cond["Queued"] == ("True", "WorkloadUnavailable") and cond["Ready"] == ("False", "WorkloadUnavailable")
+    assert cond["Stalled"][0] == "False"  # no start time: reported, never Stalled by the timer
+    assert decision.status.stage == "Queued"
+
+
+def test_a_gang_runs_as_a_jobset_when_the_api_is_there_and_status_names_it():
+    res = resource("GMLLMTraining", resources={"gpusPerNode": 8, "nodes": 2})
+    dataset = succeeded(resource("GAIPDataset"), inputs=[{"name": "grouping", "kind": "AudienceGrouping",
+                                                         "uri": "file:///art/g", "digest": "sha256:g"}])
+    plan = plan_run(res, {"dataset": dataset}, ROOT)
+    assert isinstance(plan, RunPlan), plan
+    with_api = decide(observe(res, plan, jobset_api=True), NOW)
+    (request,) = with_api.create_jobs
+    assert request.jobset and with_api.status.children.objects[0].kind == "JobSet"
+    without = decide(observe(res, plan), NOW)
+    assert not without.create_jobs[0].jobset and without.status.children.objects[0].kind == "Job"
+    assert without.create_jobs[0].name == request.name
+    restarted = job(plan, "train", "Running", kind="JobSet", restarts=1, failed_pods=1,
+                    problem=Problem("PodFailed", "pod x: exit code 137: Error", stuck=False))
+    res.status = with_api.status
+    decision = decide(observe(res, plan, jobs=[restarted], jobset_api=True), NOW)
+    assert "retrying (1 of 3 gang restarts used)" in message_of(decision, "Ready")
+    assert decision.status.run.attempt == 2
+    assert [e.reason for e in decision.events if e.type == "Warning"] == ["GangRestarted", "PodFailed"]
+    res.status = decision.status
+    running = job(plan, "train", "Running", kind="JobSet", restarts=1, active_pods=2)
+    again = decide(observe(res, plan, jobs=[running], jobset_api=True), NOW)
+    assert "GangRestarted" not in [e.reason for e in again.events], "one Event per restart"
+    assert message_of(again, "Ready").endswith("running (gang restarted 1 of 3 times)")

@@ -1,12 +1,19 @@
-"""A JobRequest → the objects of one step: the config ConfigMap, the Job, and for multi-node a headless Service.
+"""A JobRequest → the objects of one step: the config ConfigMap, then the Job (or JobSet), and for a
+multi-node Indexed Job its headless Service.
 
 Shapes (DESIGN §3, NOTES "Jobs"):
 - one pod: a plain Job;
 - a sharded step: an Indexed Job, completions = parallelism = shards, retries per index
   (`backoffLimitPerIndex`: shards are independent);
 - single-node multi-GPU: torchrun (through `osmf_jobs.launch`) `--standalone --nproc-per-node=<gpus>`;
-- multi-node: an Indexed Job of N pods whose `subdomain` is a headless Service; the rendezvous is
-  `<job>-0.<service>` and the node rank is the completion index. A gang shares one `backoffLimit`.
+- multi-node, JobSet API installed (`request.jobset`): a JobSet (kubernetes-sigs/jobset) of N one-pod
+  Jobs: the whole gang is restarted when a worker fails (up to runPolicy.backoffLimit restarts;
+  evictions restart it without counting; invalid input fails it at once), Kueue admits it as one
+  unit, and its headless Service gives `<jobset>-node-0-0.<jobset>` as the rendezvous; the node
+  rank is the Job index;
+- multi-node without JobSet: an Indexed Job of N pods whose `subdomain` is a headless Service; the
+  rendezvous is `<job>-0.<service>` and the node rank is the completion index. A gang shares one
+  `backoffLimit` (a failed worker's pod is replaced alone).
 """
 
 from __future__ import annotations
@@ -22,12 +29,12 @@ from .pod import (
     ANNOTATION_INPUT_HASH,
     CONFIG_DIR,
     CONFIG_FILE,
-    KUEUE_QUEUE_LABEL,
     MAX_CONFIG_BYTES,
     BuildError,
     artifact_env,
     container_resources,
     container_security_context,
+    kueue_labels,
     object_meta,
     owner_labels,
     placement,
@@ -39,6 +46,10 @@ from .pod import (
 CONTAINER = "main"
 RENDEZVOUS_PORT = 29500
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+JOBSET_API_VERSION = "jobset.x-k8s.io/v1alpha2"
+JOBSET_JOB_INDEX_ANNOTATION = "jobset.sigs.k8s.io/job-index"
+# The JobSet's one replicated Job: N replicas, one pod each (pod `<jobset>-node-<i>-0`).
+GANG_REPLICATED_JOB = "node"
 
 
 def uses_gpu(request: JobRequest) -> bool:
@@ -50,7 +61,15 @@ def uses_gpu(request: JobRequest) -> bool:
 
 
 def node_count(request: JobRequest) -> int:
-    return request.resources.nodes if request.step.distributed else 1
+    return request.nodes
+
+
+def rendezvous(request: JobRequest) -> tuple[str, str, str]:
+    """(environment variable holding the node rank, the pod annotation it comes from, master address)."""
+    if request.jobset:
+        # JobSet's headless Service is named after the JobSet (its default subdomain).
+        return "JOB_INDEX", JOBSET_JOB_INDEX_ANNOTATION, f"{request.name}-{GANG_REPLICATED_JOB}-0-0.{request.name}"
+    return "JOB_COMPLETION_INDEX", COMPLETION_INDEX_ANNOTATION, f"{request.name}-0.{rendezvous_service_name(request.name)}"
 
 
 def config_map_name(job_name: str) -> str:
@@ -74,14 +93,18 @@ def command(request: JobRequest, module: str) -> list[str]:
         return ["python", *entry]
     if nodes == 1:
         return [*TORCHRUN, "--standalone", "--nnodes=1", f"--nproc-per-node={gpus}", *entry]
-    service = rendezvous_service_name(request.name)
+    rank, _, master = rendezvous(request)
     return [
         *TORCHRUN, f"--nnodes={nodes}", f"--nproc-per-node={gpus}",
         # Kubernetes expands $(VAR) from the container's env before the process starts.
-        "--node-rank=$(JOB_COMPLETION_INDEX)",
-        f"--master-addr={request.name}-0.{service}", f"--master-port={RENDEZVOUS_PORT}",
+        f"--node-rank=$({rank})",
+        f"--master-addr={master}", f"--master-port={RENDEZVOUS_PORT}",
         *entry,
     ]
+
+
+INVALID_INPUT_RULE = {"action": "FailJob", "onExitCodes": {
+    "containerName": CONTAINER, "operator": "In", "values": [INVALID_INPUT_EXIT_CODE]}}
 
 
 def pod_failure_policy() -> dict[str, Any]:
@@ -89,8 +112,32 @@ def pod_failure_policy() -> dict[str, Any]:
         # Evictions, preemptions and node drains are not the job's fault: they do not count.
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         # The job said its input is invalid: retrying cannot help.
-        {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [INVALID_INPUT_EXIT_CODE]}},
+        INVALID_INPUT_RULE,
     ]}
+
+
+def gang_pod_failure_policy() -> dict[str, Any]:
+    """A gang member's Job fails at its pod's first failure, so the JobSet acts on the whole gang;
+    the Job's failure message says which rule matched (the JobSet's failure policy reads it)."""
+    return {"rules": [
+        {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        INVALID_INPUT_RULE,
+    ]}
+
+
+def gang_failure_policy(backoff_limit: int) -> dict[str, Any]:
+    """JobSet failure policy: the first matching rule acts; a failure no rule matches restarts the
+    gang, counted against maxRestarts. Patterns match the Job controller's podFailurePolicy messages
+    ("… failed with exit code 65 matching FailJob rule …", "… has condition DisruptionTarget matching …")."""
+    return {
+        "maxRestarts": backoff_limit,
+        "rules": [
+            {"name": "InvalidInput", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"],
+             "onJobFailureMessagePatterns": [f"exit code {INVALID_INPUT_EXIT_CODE} matching FailJob rule"]},
+            {"name": "Disruption", "action": "RestartJobSetAndIgnoreMaxRestarts", "onJobFailureReasons": ["PodFailurePolicy"],
+             "onJobFailureMessagePatterns": ["has condition DisruptionTarget matching FailJob rule"]},
+        ],
+    }
 
 
 def build_config_map(request: JobRequest, owner: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
@@ -125,8 +172,8 @@ def build_pod_spec(request: JobRequest, settings: OperatorSettings, namespace: s
     field = "spec.resources.nodePool"
     env = runtime_env() + artifact_env(settings, namespace)
     if node_count(request) > 1:
-        env.insert(0, {"name": "JOB_COMPLETION_INDEX", "valueFrom": {
-            "fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}}})
+        rank, annotation, _ = rendezvous(request)
+        env.insert(0, {"name": rank, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{annotation}']"}}})
     mounts = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -164,17 +211,14 @@ def build_pod_spec(request: JobRequest, settings: OperatorSettings, namespace: s
         **placement(request.resources, gpu, settings, field),
     }
     spec.update(service_account(settings, namespace))
-    if node_count(request) > 1:
+    if node_count(request) > 1 and not request.jobset:  # JobSet sets the subdomain of its pods itself
         spec["subdomain"] = rendezvous_service_name(request.name)
     return spec
 
 
 def build_job(request: JobRequest, owner: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     labels = owner_labels(owner, request.step.name, request.input_hash)
-    job_labels = dict(labels)
-    if settings.kueue.enabled:
-        # Kueue's webhook suspends the Job and admits it when quota allows; `suspend` is Kueue's alone.
-        job_labels[KUEUE_QUEUE_LABEL] = settings.kueue.default_queue
+    job_labels = {**labels, **kueue_labels(settings, owner["namespace"], request.kind)}
     policy = request.run_policy
     spec: dict[str, Any] = {
         "activeDeadlineSeconds": policy.active_deadline_seconds,
@@ -201,10 +245,48 @@ def build_job(request: JobRequest, owner: dict[str, Any], settings: OperatorSett
     }
 
 
+def build_jobset(request: JobRequest, owner: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """A multi-node gang as a JobSet: N one-pod Indexed Jobs restarted together, admitted together."""
+    labels = owner_labels(owner, request.step.name, request.input_hash)
+    policy = request.run_policy
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",  # JobSet's DNS hostnames need Indexed Jobs
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": 0,  # a worker's failure fails its Job; the JobSet restarts the gang
+        "activeDeadlineSeconds": policy.active_deadline_seconds,
+        "podFailurePolicy": gang_pod_failure_policy(),
+        "template": {
+            "metadata": {"labels": labels, "annotations": {ANNOTATION_INPUT_HASH: request.input_hash}},
+            "spec": build_pod_spec(request, settings, owner["namespace"]),
+        },
+    }
+    return {
+        "apiVersion": JOBSET_API_VERSION,
+        "kind": "JobSet",
+        "metadata": object_meta(request.name, owner, {**labels, **kueue_labels(settings, owner["namespace"], request.kind)},
+                                {ANNOTATION_INPUT_HASH: request.input_hash}),
+        "spec": {
+            "replicatedJobs": [{
+                "name": GANG_REPLICATED_JOB,
+                "replicas": request.nodes,
+                "template": {"metadata": {"labels": labels}, "spec": job_spec},
+            }],
+            # The headless Service `<jobset>`; peers resolve each other before any is Ready.
+            "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True},
+            "failurePolicy": gang_failure_policy(policy.backoff_limit),
+            "successPolicy": {"operator": "All"},
+            "ttlSecondsAfterFinished": policy.ttl_seconds_after_finished,
+        },
+    }
+
+
 def build_job_objects(request: JobRequest, owner: dict[str, Any], settings: OperatorSettings) -> list[dict[str, Any]]:
-    """ConfigMap, (headless Service,) Job — in creation order: the Job's pods mount the ConfigMap."""
+    """ConfigMap, then the JobSet, or (headless Service,) Job — in creation order: the pods mount the ConfigMap."""
     labels = owner_labels(owner, request.step.name, request.input_hash)
     objects = [build_config_map(request, owner, labels)]
+    if request.jobset:
+        return [*objects, build_jobset(request, owner, settings)]
     if node_count(request) > 1:
         objects.append(build_rendezvous_service(request, owner, labels))
     objects.append(build_job(request, owner, settings))

@@ -22,6 +22,7 @@ LABEL_INPUT_HASH = "osmf.dev/input-hash"
 # Label values stop at 63 characters; the full hash travels in an annotation of the same name.
 ANNOTATION_INPUT_HASH = "osmf.dev/input-hash"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 CONFIG_DIR = "/etc/osmf"
 CONFIG_FILE = "config.json"
 # A ConfigMap holds at most 1 MiB; keep room for its metadata.
@@ -86,6 +87,22 @@ def owner_of(resource: Resource) -> dict[str, Any]:
     }
 
 
+def kueue_labels(settings: OperatorSettings, namespace: str, kind: str) -> dict[str, str]:
+    """The LocalQueue (and WorkloadPriorityClass) of a Job or JobSet; nothing when the namespace is not queued.
+
+    Kueue's webhook suspends what carries the queue label and admits it when quota allows:
+    `spec.suspend` is Kueue's alone.
+    """
+    queue = settings.kueue.queue_for(namespace)
+    if queue is None:
+        return {}
+    labels = {KUEUE_QUEUE_LABEL: queue}
+    priority = settings.kueue.priority_classes.get(kind)
+    if priority:
+        labels[KUEUE_PRIORITY_LABEL] = priority
+    return labels
+
+
 # ---- placement -----------------------------------------------------------------------------------
 
 
@@ -137,13 +154,22 @@ def pod_security_context(settings: OperatorSettings) -> dict[str, Any]:
     return context
 
 
-def container_security_context() -> dict[str, Any]:
-    return {
+def container_security_context(settings: OperatorSettings | None = None) -> dict[str, Any]:
+    """Non-root, no privilege escalation, no capabilities, the runtime's seccomp profile.
+
+    With settings that name a UID, the user and group are set here too: for pods whose pod-level
+    securityContext must stay empty (Knative's default admission refuses every pod-level field).
+    """
+    context: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if settings is not None and settings.run_as_user is not None:
+        context["runAsUser"] = settings.run_as_user
+        context["runAsGroup"] = settings.run_as_user
+    return context
 
 
 def artifact_env(settings: OperatorSettings, namespace: str) -> list[dict[str, Any]]:

@@ -8,6 +8,15 @@ entry point reads its configuration from the environment:
   (S3 credentials for that copy come from the predictor's ServiceAccount, KServe's convention);
 - `OSMF_GROUPING_URI`: the AudienceGrouping artifact that maps viewers to groups;
 - `PROTOCOL`: v1 or v2; `OSMF_MODEL_NAME`: the name the model answers under.
+
+Both deployment modes (`settings.kserve.deploymentMode`, written as the
+`serving.kserve.io/deploymentMode` annotation) admit the same predictor: Knative Serving, by
+default, refuses every pod-level securityContext field (`kubernetes.podspec-securitycontext` is
+off), so non-root, the user and group, no privilege escalation, no capabilities and the runtime
+seccomp profile are all set on the container, where both Knative and a plain Deployment accept
+them. The readiness probe asks the model server's own readiness endpoint for the protocol in use
+(v1 `/v1/models/<name>`, v2 `/v2/models/<name>/ready`: 503 until the model has loaded) on the
+container port, as Knative requires.
 """
 
 from __future__ import annotations
@@ -23,7 +32,6 @@ from .pod import (
     object_meta,
     owner_labels,
     placement,
-    pod_security_context,
     runtime_env,
     service_account,
 )
@@ -31,6 +39,12 @@ from .pod import (
 PREDICTOR_CONTAINER = "kserve-container"  # the name KServe looks for in a custom predictor
 PREDICTOR_MODULE = "osmf_jobs.serving"
 PREDICTOR_PORT = 8080
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+
+
+def readiness_path(protocol: str, model_name: str) -> str:
+    """KServe's model-ready endpoint of the protocol: 200 once `load()` has set the model ready, else 503."""
+    return f"/v2/models/{model_name}/ready" if protocol == "v2" else f"/v1/models/{model_name}"
 
 
 def build_inference_service(request: ServiceRequest, owner: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
@@ -54,13 +68,18 @@ def build_inference_service(request: ServiceRequest, owner: dict[str, Any], sett
         "env": env,
         "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
         "resources": container_resources(resources, gpu, settings, field),
-        "securityContext": container_security_context(),
+        "readinessProbe": {
+            "httpGet": {"path": readiness_path(serving.protocol, request.name), "port": PREDICTOR_PORT},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "securityContext": container_security_context(settings),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     predictor: dict[str, Any] = {
         "minReplicas": serving.min_replicas,
         "maxReplicas": serving.max_replicas,
-        "securityContext": pod_security_context(settings),
         "containers": [container],
         **placement(resources, gpu, settings, field),
     }
@@ -68,6 +87,7 @@ def build_inference_service(request: ServiceRequest, owner: dict[str, Any], sett
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": object_meta(request.name, owner, owner_labels(owner)),
+        "metadata": object_meta(request.name, owner, owner_labels(owner),
+                                {DEPLOYMENT_MODE_ANNOTATION: settings.kserve.deployment_mode}),
         "spec": {"predictor": predictor},
     }

@@ -8,6 +8,7 @@ from .decide import (
     Observed,
     ObservedJob,
     ObservedService,
+    Problem,
     ServiceRequest,
     decide,
     job_name,
@@ -16,5 +17,5 @@ from .decide import (
 
 __all__ = [
     "Blocked", "RunPlan", "input_hash", "plan_run", "references", "Decision", "Event",
-    "JobRequest", "Observed", "ObservedJob", "ObservedService", "ServiceRequest", "decide", "job_name", "service_name",
+    "JobRequest", "Observed", "ObservedJob", "ObservedService", "Problem", "ServiceRequest", "decide", "job_name", "service_name",
 ]

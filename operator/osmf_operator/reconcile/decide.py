@@ -24,8 +24,24 @@ PROGRESS_WRITE_INTERVAL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
+class Problem:
+    """Why a child's pods are not doing their work, in words a person can act on.
+
+    `stuck`: it will not resolve without a person (an image that cannot be pulled, a missing Secret,
+    an unreadable Kueue Workload); the resource is Stalled once it has lasted the grace period since
+    `since` (no `since`: reported, never Stalled). Not stuck: a failed attempt that the Job retries
+    within its backoffLimit (OOMKilled, an error exit); reported until a newer pod runs.
+    """
+
+    reason: str  # ImagePullBackOff, ErrImagePull, InvalidImageName, CreateContainerConfigError, OOMKilled, Error, …
+    message: str  # names the pod, the container and the fix
+    stuck: bool = True
+    since: str | None = None  # RFC 3339: when the pod got stuck
+
+
+@dataclass(frozen=True)
 class ObservedJob:
-    """A child Job as the executor sees it."""
+    """A child Job (or JobSet, for a multi-node gang) as the executor sees it."""
 
     name: str
     step: str
@@ -36,6 +52,9 @@ class ObservedJob:
     failed_pods: int = 0
     active_pods: int = 0
     pending_reason: str = ""  # e.g. Unschedulable: 0/3 nodes have enough nvidia.com/gpu
+    problem: Problem | None = None
+    kind: str = "Job"  # or JobSet
+    restarts: int = 0  # gang restarts (JobSet)
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,16 @@ class JobRequest:
     resources: Any
     run_policy: Any
     input_hash: str
+    jobset: bool = False  # a multi-node gang made a JobSet (the API is installed), else an Indexed Job
+
+    @property
+    def nodes(self) -> int:
+        """Pods that run this step together: only distributed steps span nodes."""
+        return self.resources.nodes if self.step.distributed else 1
+
+    @property
+    def kind_of_child(self) -> str:
+        return "JobSet" if self.jobset else "Job"
 
 
 @dataclass(frozen=True)
@@ -100,19 +129,27 @@ class Observed:
     service: ObservedService | None = None
     invalid_spec: str | None = None  # set by the shell when the spec did not validate
     code_version: str = "0.0.0"
+    jobset_api: bool = False  # the cluster serves jobset.x-k8s.io: multi-node gangs become JobSets
+    stuck_pod_grace_seconds: float = 300.0  # a stuck pod (image pull, missing Secret) stalls the resource after this
 
 
 # Indexed Jobs name their pods' hostnames `<job>-<index>` (a DNS label ≤ 63): keep room for "-1023".
 JOB_NAME_MAX = 58
+# A multi-node gang's name is also a JobSet's, whose pods are `<gang>-node-<index>-0` (≤ 63, nodes ≤ 64)
+# and whose Jobs and Service must be DNS-1035 labels (a letter first).
+GANG_NAME_MAX = 53
 
 
-def job_name(resource: Resource, step: str, digest: str) -> str:
-    """`<name>-<step>-<hash8>`, shortened with a hash of the full name to stay ≤ JOB_NAME_MAX."""
+def job_name(resource: Resource, step: str, digest: str, gang: bool = False) -> str:
+    """`<name>-<step>-<hash8>`, shortened with a hash of the full name to stay ≤ JOB_NAME_MAX (GANG_NAME_MAX)."""
+    limit = GANG_NAME_MAX if gang else JOB_NAME_MAX
     suffix = f"-{step}-{digest[:8]}"
     name = resource.name.replace(".", "-")
-    if len(name) + len(suffix) > JOB_NAME_MAX:
+    if gang and not name[0].isalpha():
+        name = f"j{name}"
+    if len(name) + len(suffix) > limit:
         short = hashlib.sha256(name.encode()).hexdigest()[:6]
-        name = f"{name[: JOB_NAME_MAX - len(suffix) - 7].rstrip('-')}-{short}"
+        name = f"{name[: limit - len(suffix) - 7].rstrip('-')}-{short}"
     return f"{name}{suffix}"
 
 
@@ -154,8 +191,9 @@ def build_job_config(obs: Observed, plan: RunPlan, step: Step) -> dict[str, Any]
 def job_request(obs: Observed, plan: RunPlan, step: Step) -> JobRequest:
     spec = obs.resource.spec
     config = build_job_config(obs, plan, step)
+    gang = step.distributed and spec.resources.nodes > 1
     return JobRequest(
-        name=job_name(obs.resource, step.name, plan.input_hash),
+        name=job_name(obs.resource, step.name, plan.input_hash, gang=gang),
         kind=obs.resource.kind,
         step=step,
         shards=config["shards"] if step.sharded else 1,  # pods of this step
@@ -163,6 +201,7 @@ def job_request(obs: Observed, plan: RunPlan, step: Step) -> JobRequest:
         resources=spec.resources,
         run_policy=spec.run_policy,
         input_hash=plan.input_hash,
+        jobset=gang and obs.jobset_api,
     )
 
 
@@ -389,8 +428,8 @@ class Reconciler:
         c = self.conditions
         request = job_request(self.obs, plan, step)
         self.decision.create_jobs.append(request)
-        self.remember_child("Job", request.name, step.name)
-        self.event("Normal", "JobCreated", f"created job {request.name} for step {step.name}")
+        self.remember_child(request.kind_of_child, request.name, step.name)
+        self.event("Normal", "JobCreated", f"created {request.kind_of_child} {request.name} for step {step.name}")
         c.set("Reconciling", "True", "CreatingJob", f"creating job {request.name} for step {step.name}")
         c.set("Ready", "False", "CreatingJob", f"creating job {request.name}")
         c.set("Stalled", "False", "NotStalled", "")
@@ -405,23 +444,41 @@ class Reconciler:
     def running(self, plan: RunPlan, step: Step, job: ObservedJob) -> Decision:
         c = self.conditions
         run = self.status.run
-        self.remember_child("Job", job.name, step.name)
+        self.remember_child(job.kind, job.name, step.name)
         c.set("Reconciling", "False", "JobRunning", "")
-        c.set("Stalled", "False", "NotStalled", "")
         c.set("Succeeded", "Unknown", "Running", f"step {step.name} is running")
         if job.phase == "Queued":
             c.set("Queued", "True", job.reason or "WaitingForQuota", job.message or "waiting for Kueue to admit the job")
-            c.set("Ready", "True", "Queued", f"job {job.name} is queued")
-            self.set_stage("Queued")
-        elif job.phase == "Pending" and job.pending_reason:
-            c.set("Queued", "False", "NotQueued", "")
-            c.set("Ready", "True", "PodsPending", f"job {job.name} pods are pending: {job.pending_reason}")
-            c.set("Scheduled", "False", "Unschedulable", job.pending_reason)
-            self.set_stage(f"Running:{step.name}")
         else:
             c.set("Queued", "False", "NotQueued", "")
+        self.decision.requeue_after = PROGRESS_WRITE_INTERVAL_SECONDS
+        self.count_gang_restarts(job)
+        problem = job.problem
+        if problem is not None and problem.stuck:
+            return self.stuck(step, job, problem)
+        c.set("Stalled", "False", "NotStalled", "")
+        if job.phase == "Queued":
+            c.set("Ready", "True", "Queued", f"{job.kind} {job.name} is queued")
+            self.set_stage("Queued")
+        elif job.phase == "Pending" and job.pending_reason:
+            c.set("Ready", "True", "PodsPending", f"{job.kind} {job.name} pods are pending: {job.pending_reason}")
+            c.set("Scheduled", "False", "Unschedulable", job.pending_reason)
+            self.set_stage(f"Running:{step.name}")
+        elif problem is not None:
+            # A failed attempt that the Job (or the JobSet's gang restart) retries: reported, not Stalled,
+            # until the retries are spent and the Job itself fails.
+            limit = self.resource.spec.run_policy.backoff_limit
+            used = f"{job.restarts} of {limit} gang restarts used" if job.kind == "JobSet" else f"{job.failed_pods} failed pod(s), runPolicy.backoffLimit {limit}"
+            message = f"{problem.message}; retrying ({used})"
+            if not c.is_("Ready", "False", problem.reason):
+                self.event("Warning", problem.reason, message)
+            c.set("Ready", "False", problem.reason, message)
+            self.set_stage(f"Running:{step.name}")
+        else:
             retry = f" (retry after {job.failed_pods} failed pod(s): {job.message})" if job.failed_pods else ""
-            c.set("Ready", "True", "JobRunning", f"job {job.name} step {step.name} running{retry}")
+            if job.restarts:
+                retry = f" (gang restarted {job.restarts} of {self.resource.spec.run_policy.backoff_limit} times)"
+            c.set("Ready", "True", "JobRunning", f"{job.kind} {job.name} step {step.name} running{retry}")
             if c.get_status("Scheduled") is not None:
                 c.set("Scheduled", "True", "Scheduled", "")
             self.set_stage(f"Running:{step.name}")
@@ -431,7 +488,39 @@ class Reconciler:
             if step_changed or seconds_between(last.updated if last else None, self.now) >= PROGRESS_WRITE_INTERVAL_SECONDS:
                 progress = merged_progress(self.resource, step, self.obs.progress, len(run.completed_steps))
                 self.status.progress = progress.model_copy(update={"updated": self.now})
-        self.decision.requeue_after = PROGRESS_WRITE_INTERVAL_SECONDS
+        return self.decision
+
+    def count_gang_restarts(self, job: ObservedJob) -> None:
+        """A JobSet's gang restarts are the step's attempts: in status.run.attempt, with a Warning Event each.
+        (The restart itself is over in seconds; the failed worker's pod may be gone before anyone looks.)"""
+        run = self.status.run
+        if run is None or job.kind != "JobSet" or job.restarts + 1 <= run.attempt:
+            return
+        run.attempt = job.restarts + 1
+        limit = self.resource.spec.run_policy.backoff_limit
+        detail = f": {job.problem.message}" if job.problem is not None else ""
+        self.event("Warning", "GangRestarted", f"JobSet {job.name} restarted its gang ({job.restarts} of {limit} restarts){detail}")
+
+    def stuck(self, step: Step, job: ObservedJob, problem: Problem) -> Decision:
+        """A pod that cannot start without a person: Ready=False at once, Stalled after the grace period."""
+        c = self.conditions
+        grace = self.obs.stuck_pod_grace_seconds
+        elapsed = seconds_between(problem.since, self.now) if problem.since else 0.0
+        if problem.since is not None and elapsed >= grace:
+            message = f"{problem.message} (stuck for {int(elapsed)} s, longer than the {int(grace)} s grace period)"
+            if not c.is_("Stalled", "True", problem.reason):
+                self.event("Warning", problem.reason, f"stalled: {message}")
+            c.set("Stalled", "True", problem.reason, message)
+            c.set("Ready", "False", problem.reason, message)
+            self.set_stage("Stalled")
+            return self.decision
+        if not c.is_("Ready", "False", problem.reason):
+            self.event("Warning", problem.reason, problem.message)
+        c.set("Stalled", "False", "NotStalled", "")
+        c.set("Ready", "False", problem.reason, problem.message)
+        self.set_stage("Queued" if job.phase == "Queued" else f"Running:{step.name}")
+        if problem.since is not None:  # wake up when the grace period ends
+            self.decision.requeue_after = max(1.0, min(PROGRESS_WRITE_INTERVAL_SECONDS, grace - elapsed))
         return self.decision
 
     # -- entry -----------------------------------------------------------------------------------
