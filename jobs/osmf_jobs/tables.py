@@ -201,3 +201,17 @@ def read_image(store: ArtifactStore, uri: str, what: str):
     except (UnidentifiedImageError, OSError, ValueError):
         raise InvalidInput(f"{what}: image {uri!r} is not a readable image; replace the file") from None
     return image
+
+
+def read_parquet(store: ArtifactStore, rel: str, columns: list[str] | None = None, what: str | None = None) -> Any:
+    """A parquet table of a store: one file or a directory of parts; missing -> InvalidInput naming it."""
+    import pandas as pd
+
+    local = store.local_path(rel)
+    if local is not None and local.is_file():
+        return pd.read_parquet(local, columns=columns)
+    parts = sorted(p for p in store.list(rel) if p.endswith(".parquet"))
+    if not parts:
+        raise InvalidInput(f"{what + ': ' if what else ''}{join(store.uri, rel)} is missing")
+    frames = [pd.read_parquet(io.BytesIO(store.read_bytes(p)), columns=columns) for p in parts]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
