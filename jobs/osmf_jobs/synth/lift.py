@@ -215,39 +215,87 @@ def collapse(truth: Truth, views: dict[str, ProductViewers], products: dict[str,
     }
 
 
-def evaluate_campaign(world: str, grouping: str, dataset: str, campaign: str, seed: int = 0) -> dict[str, Any]:
-    from osmf_jobs.paag import Assigner
+@dataclass
+class Outcomes:
+    """One campaign's evaluation before aggregation: each method's clicks per viewer (summed over the
+    held-out products), and what the collapse and source counts need."""
 
-    truth = load_truth(world)
-    run = open_store(campaign)
-    try:
-        doc = run.read_json(Campaign.CAMPAIGN_JSON)
-    except FileNotFoundError:
-        raise EvaluationError(f"{run.uri}: no {Campaign.CAMPAIGN_JSON}; --campaign must be a finished AdImageCampaign run") from None
-    samples = read_parquet(open_store(dataset), GAIP.SAMPLES, what="--dataset")
-    held_out = sorted(set(samples.loc[samples["split"] == GAIP.EVAL, "product_id"].astype(str)))
-    products = {str(p["product_id"]): p for p in doc["products"]}
-    evaluated = [p for p in held_out if p in products]
-    if not evaluated:
-        raise EvaluationError(f"the campaign covers none of the GAIPDataset's {len(held_out)} held-out products; evaluate a campaign over them")
-    assigner = Assigner.load(grouping)
-    retrieval, fallback = retrieval_choices(samples.assign(product_id=samples["product_id"].astype(str)))
-    cache: dict[str, dict] = {}
-    views = {pid: viewers(truth, assigner, pid) for pid in evaluated}
-    per_product = {pid: product_probabilities(truth, views[pid], products[pid], run, retrieval, fallback.get(pid), cache)
-                   for pid in evaluated}
-    users = truth.users.index.to_numpy().astype(str)
-    per_user = {m: np.sum([per_product[pid][m] for pid in evaluated], axis=0) for m in METHODS}  # summed over products
-    pairs = len(users) * len(evaluated)
-    result: dict[str, Any] = {
-        "world_style_space": truth.space.name,
-        "heldout_products": len(evaluated), "viewers": int(len(users)), "viewer_product_pairs": pairs,
+    truth: Truth
+    per_user: dict[str, np.ndarray]
+    products: dict[str, dict]
+    evaluated: list[str]
+    views: dict[str, ProductViewers]
+
+
+class Evaluator:
+    """The world, grouping and held-out split, loaded once for any number of campaigns."""
+
+    def __init__(self, world: str, grouping: str, dataset: str):
+        from osmf_jobs.paag import Assigner
+
+        self.truth = load_truth(world)
+        samples = read_parquet(open_store(dataset), GAIP.SAMPLES, what="--dataset")
+        self.samples = samples.assign(product_id=samples["product_id"].astype(str))
+        self.held_out = sorted(set(self.samples.loc[self.samples["split"] == GAIP.EVAL, "product_id"]))
+        self.assigner = Assigner.load(grouping)
+        self.retrieval, self.fallback = retrieval_choices(self.samples)
+        self.views: dict[str, ProductViewers] = {}
+
+    def outcomes(self, campaign: str) -> Outcomes:
+        run = open_store(campaign)
+        try:
+            doc = run.read_json(Campaign.CAMPAIGN_JSON)
+        except FileNotFoundError:
+            raise EvaluationError(f"{run.uri}: no {Campaign.CAMPAIGN_JSON}; --campaign must be a finished AdImageCampaign run") from None
+        products = {str(p["product_id"]): p for p in doc["products"]}
+        evaluated = [p for p in self.held_out if p in products]
+        if not evaluated:
+            raise EvaluationError(f"the campaign covers none of the GAIPDataset's {len(self.held_out)} held-out products; evaluate a campaign over them")
+        cache: dict[str, dict] = {}
+        for pid in evaluated:
+            if pid not in self.views:
+                self.views[pid] = viewers(self.truth, self.assigner, pid)
+        per_product = {pid: product_probabilities(self.truth, self.views[pid], products[pid], run, self.retrieval, self.fallback.get(pid), cache)
+                       for pid in evaluated}
+        per_user = {m: np.sum([per_product[pid][m] for pid in evaluated], axis=0) for m in METHODS}  # summed over products
+        return Outcomes(self.truth, per_user, products, evaluated, {pid: self.views[pid] for pid in evaluated})
+
+
+def summarize(outcomes: Outcomes, seed: int = 0) -> dict[str, Any]:
+    per_user, evaluated = outcomes.per_user, outcomes.evaluated
+    users = len(per_user["onesize"])
+    pairs = users * len(evaluated)
+    return {
+        "world_style_space": outcomes.truth.space.name,
+        "heldout_products": len(evaluated), "viewers": users, "viewer_product_pairs": pairs,
         "ctr": {m: float(per_user[m].sum() / pairs) for m in METHODS},
         **bootstrap_lifts(per_user, seed),
-        "sources": source_counts(products, evaluated),
-        "collapse": collapse(truth, views, products),
+        "sources": source_counts(outcomes.products, evaluated),
+        "collapse": collapse(outcomes.truth, outcomes.views, outcomes.products),
     }
-    return result
+
+
+def evaluate_campaign(world: str, grouping: str, dataset: str, campaign: str, seed: int = 0) -> dict[str, Any]:
+    return summarize(Evaluator(world, grouping, dataset).outcomes(campaign), seed)
+
+
+def compare_campaigns(after: Outcomes, before: Outcomes, seed: int = 0, rounds: int = BOOTSTRAP) -> dict[str, Any]:
+    """Is `after` (e.g. the post-Group-DPO campaign) better than `before` on the same viewers? The
+    relative CTR difference with a paired bootstrap interval over viewers and a one-sided p-value
+    (the share of resamples where `after` is not better), for the generated-only and the combined campaign."""
+    if after.evaluated != before.evaluated:
+        raise EvaluationError("the two campaigns cover different held-out products; compare campaigns over the same products")
+    rng = np.random.default_rng(seed)
+    n = len(after.per_user["onesize"])
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=rounds).astype(np.float64)
+    out = {}
+    for method in ("generated_only", "campaign"):
+        a, b = after.per_user[method], before.per_user[method]
+        samples = (weights @ a) / (weights @ b) - 1.0
+        out[method] = {"ctr_after": float(a.sum() / (n * len(after.evaluated))), "ctr_before": float(b.sum() / (n * len(before.evaluated))),
+                       "relative_difference": float(a.sum() / b.sum() - 1.0), "ci95": _interval(samples),
+                       "p_not_better": float(max(np.mean(samples <= 0), 1.0 / rounds))}
+    return out
 
 
 def source_counts(products: dict[str, dict], evaluated: list[str]) -> dict[str, int]:
@@ -265,10 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grouping", required=True, help="the AudienceGrouping run (URI or path)")
     parser.add_argument("--dataset", required=True, help="the GAIPDataset run: its eval split are the held-out products")
     parser.add_argument("--campaign", required=True, help="the AdImageCampaign run")
+    parser.add_argument("--before", help="another campaign over the same products (e.g. before Group-DPO): a paired comparison")
     parser.add_argument("--out", help="also write the result as JSON here")
     args = parser.parse_args(argv)
     try:
-        result = evaluate_campaign(args.world, args.grouping, args.dataset, args.campaign)
+        evaluator = Evaluator(args.world, args.grouping, args.dataset)
+        after = evaluator.outcomes(args.campaign)
+        result = summarize(after)
+        if args.before:
+            result["versus_before"] = compare_campaigns(after, evaluator.outcomes(args.before))
     except (EvaluationError, KeyError) as error:
         print(f"osmf lift: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
