@@ -25,13 +25,15 @@ venv-operator: ## a separate venv with only the operator extra (proves the opera
 	@test -x .venv-operator/bin/python || uv venv -q -p 3.11 .venv-operator
 	VIRTUAL_ENV=.venv-operator uv pip install -q ".[operator]"
 
-generate: ## regenerate crds/ and the chart's CRD copy from the API models
+generate: ## regenerate crds/, the chart's CRD copy and its Argo CD health checks from the API models
 	$(VENV)/bin/osmf crds --out crds
 	$(VENV)/bin/osmf crds --out charts/osmf/crds
+	$(VENV)/bin/osmf health-checks --out charts/osmf/health
 
 verify: ## fail when generated files drift or import boundaries are crossed
 	$(VENV)/bin/osmf crds --out crds --check
 	$(VENV)/bin/osmf crds --out charts/osmf/crds --check
+	$(VENV)/bin/osmf health-checks --out charts/osmf/health --check
 	$(VENV)/bin/lint-imports
 
 lint: verify ## alias of verify

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from osmf_core.api import KINDS, parse_resource  # noqa: E402
+from osmf_core.api import KINDS, Kind, parse_resource  # noqa: E402
 from osmf_core.layout import MANIFEST, Dataset  # noqa: E402
 from osmf_operator.reconcile import Observed, ObservedJob, decide, plan_run, references  # noqa: E402
 from osmf_operator.builders.pod import CONFIG_FILE  # noqa: E402
@@ -63,7 +63,7 @@ def core_bodies(count: int) -> list[dict[str, Any]]:
     out = []
     for i in range(count):
         kind = kinds[i % len(kinds)]
-        if kind == "GMLLMTraining" and i % 2:
+        if kind == Kind.GMLLM_TRAINING and i % 2:
             out.append(reward_body(f"grm-{i}"))
         else:
             out.append(body(kind, f"{kind.lower()}-{i}", shards=4) if "shards" in KINDS[kind].spec_model.model_fields
@@ -77,8 +77,8 @@ def dependencies(res) -> dict[str, Any]:
         dep = parse_resource(reward_body(ref.name)) if ref.requires_task == "reward" else resource(ref.kind, ref.name)
         found[ref.role] = succeeded(dep, uri=f"{ROOT_URI}/{ref.name}", inputs=[
             {"name": "data", "kind": "Dataset", "uri": "s3://bench/world", "digest": "sha256:d"},
-            {"name": "grouping", "kind": "AudienceGrouping", "uri": f"{ROOT_URI}/grouping", "digest": "sha256:g"},
-            {"name": "policy", "kind": "GMLLMTraining", "uri": f"{ROOT_URI}/gmllm", "digest": "sha256:p"},
+            {"name": "grouping", "kind": Kind.AUDIENCE_GROUPING, "uri": f"{ROOT_URI}/grouping", "digest": "sha256:g"},
+            {"name": "policy", "kind": Kind.GMLLM_TRAINING, "uri": f"{ROOT_URI}/gmllm", "digest": "sha256:p"},
         ])
     return found
 
@@ -153,10 +153,10 @@ def plain_client_baseline(kube: Kube, count: int) -> float:
     started = time.perf_counter()
     for i in range(count):
         meta = {"name": f"baseline-{i}", "namespace": "baseline"}
-        kube.create({"apiVersion": "osmf.dev/v1alpha1", "kind": "AudienceGrouping", "metadata": meta, "spec": {}})
+        kube.create({"apiVersion": "osmf.dev/v1alpha1", "kind": Kind.AUDIENCE_GROUPING, "metadata": meta, "spec": {}})
         kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {**meta, "name": f"baseline-{i}-config"}, "data": {}})
         kube.create({"apiVersion": "batch/v1", "kind": "Job", "metadata": {**meta, "name": f"baseline-{i}-train"}, "spec": {}})
-        kube.patch_status("AudienceGrouping", "baseline", meta["name"], {"stage": "Running:train"}, None)
+        kube.patch_status(Kind.AUDIENCE_GROUPING, "baseline", meta["name"], {"stage": "Running:train"}, None)
     return time.perf_counter() - started
 
 
@@ -165,7 +165,7 @@ def items(kube: Kube, kind: str, labels: dict[str, str] | None = None) -> list[d
 
 
 def statuses(kube: Kube) -> dict[str, dict[str, Any]]:
-    return {o["metadata"]["name"]: o.get("status") or {} for o in items(kube, "AudienceGrouping")}
+    return {o["metadata"]["name"]: o.get("status") or {} for o in items(kube, Kind.AUDIENCE_GROUPING)}
 
 
 def jobs_by_step(kube: Kube, step: str) -> list[dict[str, Any]]:
@@ -197,7 +197,7 @@ def bench_operator(count: int) -> None:
             names = [f"ag-{i:04d}" for i in range(count)]
             started = time.perf_counter()
             for name in names:
-                kube.create(body("AudienceGrouping", name, data={"uri": data.as_uri()}))
+                kube.create(body(Kind.AUDIENCE_GROUPING, name, data={"uri": data.as_uri()}))
             def started_all() -> bool:
                 if len(jobs_by_step(kube, "train")) < count:
                     return False
@@ -207,7 +207,7 @@ def bench_operator(count: int) -> None:
             wait("the first Job and a status for every resource", started_all)
             start_s = time.perf_counter() - started
 
-            steps = KINDS["AudienceGrouping"].steps
+            steps = KINDS[Kind.AUDIENCE_GROUPING].steps
             started = time.perf_counter()
             for index, step in enumerate(steps):
                 for job in jobs_by_step(kube, step.name):
@@ -219,8 +219,8 @@ def bench_operator(count: int) -> None:
             wait("every resource Succeeded", lambda: all(s.get("stage") == "Succeeded" for s in statuses(kube).values()))
             finish_s = time.perf_counter() - started
             rss_after = rss_mib()
-            reconciles = operator.metrics.registry.get_sample_value("osmf_reconcile_total", {"kind": "AudienceGrouping"})
-            seconds = operator.metrics.registry.get_sample_value("osmf_reconcile_duration_seconds_sum", {"kind": "AudienceGrouping"})
+            reconciles = operator.metrics.registry.get_sample_value("osmf_reconcile_total", {"kind": Kind.AUDIENCE_GROUPING})
+            seconds = operator.metrics.registry.get_sample_value("osmf_reconcile_duration_seconds_sum", {"kind": Kind.AUDIENCE_GROUPING})
             emulator_rss = rss_mib(emulator.process.pid)
             asyncio.run(cluster.stop_operators())
     finally:

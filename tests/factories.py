@@ -97,3 +97,13 @@ def running(res: Resource) -> Resource:
     status = {"stage": "Running:train", "conditions": [
         {"type": "Succeeded", "status": "Unknown", "reason": "Running", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
     return parse_resource({**res.body, "status": status})
+
+
+def job_config_model(kind: str) -> type:
+    """The job's own config model: `<Kind>Config` in `<job module>.config` (what its `__main__`
+    gives `run_job`), e.g. `osmf_jobs.grouping.config.AudienceGroupingConfig`."""
+    import importlib
+
+    from osmf_core.api import KINDS
+
+    return getattr(importlib.import_module(f"{KINDS[kind].job_module}.config"), f"{kind}Config")

@@ -185,7 +185,8 @@ def bench_pretrain(name: str, batch: int, args, device, precision: str) -> tuple
 
     from osmf_jobs.gmodel.batching import answer_logprobs
     from osmf_jobs.gmodel.model import GroupMLLM
-    from osmf_jobs.gmodel.training import Device, FitSettings, fit
+    from osmf_jobs.gmodel.training.device import Device
+    from osmf_jobs.gmodel.training.fit import FitSettings, fit
 
     dev = Device(device, precision)
     peak = peak_flops(device)
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from osmf_jobs.gmodel.training import quiet_transformers
+    from osmf_jobs.gmodel.training.device import quiet_transformers
 
     quiet_transformers()
     device = torch.device("cpu" if args.dry_run or not torch.cuda.is_available() else "cuda")

@@ -6,18 +6,18 @@
 - `vlm`: a vision-language model loaded by URI (a Hugging Face image-text-to-text directory with
   its processor: LLaVA-class and the like), asked `spec.captioner.prompt`; greedy decoding.
 
-    captioner = make_captioner(spec.captioner, scratch_dir)
+    captioner = make_captioner(spec.captioner)
     captions = captioner.caption([pil_image, ...])        # -> list[str], same order
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from osmf_jobs import style
+from osmf_jobs.model_dirs import HF_CONFIG, model_dir
 from osmf_jobs.runtime import InvalidInput
 
 VLM_MAX_NEW_TOKENS = 32
@@ -34,12 +34,10 @@ class ProbeCaptioner:
 class VLMCaptioner:
     kind = "vlm"
 
-    def __init__(self, uri: str, prompt: str, scratch: Path, field: str = "spec.captioner.uri"):
+    def __init__(self, uri: str, prompt: str, field: str = "spec.captioner.uri"):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from osmf_jobs.paag.encoders import resolve_model_dir
-
-        path = resolve_model_dir(uri, field, scratch)
+        path = model_dir(uri, field, HF_CONFIG, "give a vision-language model directory saved with save_pretrained() (model and processor)")
         try:
             self.processor = AutoProcessor.from_pretrained(str(path))
             self.model = AutoModelForImageTextToText.from_pretrained(str(path)).eval()
@@ -75,9 +73,9 @@ class VLMCaptioner:
         return out
 
 
-def make_captioner(spec: Any, scratch: Path) -> ProbeCaptioner | VLMCaptioner:
+def make_captioner(spec: Any) -> ProbeCaptioner | VLMCaptioner:
     if spec.kind == "probe":
         return ProbeCaptioner()
     if not spec.uri:
         raise InvalidInput("spec.captioner.uri: a vlm captioner needs the model URI")
-    return VLMCaptioner(spec.uri, spec.prompt, scratch)
+    return VLMCaptioner(spec.uri, spec.prompt)

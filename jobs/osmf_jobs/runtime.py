@@ -1,7 +1,9 @@
 """The job runtime contract every job uses (docs/contracts.md).
 
-A job is `main(ctx)`; `run_job(main)` loads and validates the one JSON config, builds the context,
-and maps outcomes to exit codes: 0 done, 65 invalid input (the Job fails at once), 75 retriable.
+A job is `main(ctx)` plus its config model (`JobConfig[<Kind>Spec]`, in the job's `config.py`);
+`run_job(main, Config)` loads and validates the one JSON config with that model (the spec becomes
+the typed spec there, once), builds the context, and maps outcomes to exit codes: 0 done, 65
+invalid input (the Job fails at once), 75 retriable.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from osmf_core.api import INVALID_INPUT_EXIT_CODE, KINDS, RETRIABLE_EXIT_CODE, JobConfig, SpecError
+from osmf_core.api import INVALID_INPUT_EXIT_CODE, KINDS, RETRIABLE_EXIT_CODE, JobConfig
 from osmf_core.api.resource import format_errors
 from osmf_core.layout import MANIFEST, PROGRESS, join, shard_dir
 from osmf_core.store import ArtifactStore, StoreError, file_digest, open_store
@@ -65,12 +67,16 @@ class DistributedEnv:
 @dataclass
 class JobContext:
     config: JobConfig
-    spec: Any
     shard_index: int = 0
     dist: DistributedEnv = field(default_factory=DistributedEnv)
     started: str = field(default_factory=now_rfc3339)
     _last_progress: float = 0.0
     _progress_started: float = field(default_factory=time.monotonic)
+
+    @property
+    def spec(self) -> Any:
+        """The kind's typed spec (validated when the config was loaded)."""
+        return self.config.spec
 
     @property
     def step(self) -> str:
@@ -124,18 +130,6 @@ class JobContext:
     def scratch(self) -> Path:
         """A local working directory for this process."""
         return Path(tempfile.mkdtemp(prefix=f"osmf-{self.config.kind.lower()}-{self.step}-"))
-
-    def fetch(self, store: ArtifactStore, rel: str) -> Path:
-        """A local path for a stored file or prefix (the file itself for file://, a scratch copy for s3://)."""
-        local = store.local_path(rel)
-        if local is not None:
-            if not local.exists():
-                raise FileNotFoundError(f"{store.uri}/{rel}: not found")
-            return local
-        target = self.scratch / "fetched" / store.uri.replace("://", "/").replace("/", "_") / rel
-        if not target.exists():
-            store.download(rel, target)
-        return target
 
     def progress(self, current: int, total: int, metrics: dict[str, float] | None = None, force: bool = False) -> None:
         """Report progress of the running step; written at most every few seconds unless forced."""
@@ -207,25 +201,23 @@ def shard_products(products: list[str], index: int, count: int) -> list[str]:
     return sorted(products)[index::count]
 
 
-def load_config(text: str) -> JobConfig:
+def load_config(text: str, model: type[JobConfig] = JobConfig) -> JobConfig:
+    """The config validated with `model` (a job's own config model takes its kind only); problems
+    in the spec are named by their field path (`spec.data.uri`), the rest as `config.<field>`."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise InvalidInput(f"config: not valid JSON ({error.msg} at line {error.lineno})") from None
     try:
-        return JobConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        raise InvalidInput("; ".join(format_errors(error, "config"))) from None
+        problems = format_errors(error, "config")
+        raise InvalidInput("; ".join(p.removeprefix("config.") if p.startswith("config.spec") else p for p in problems)) from None
 
 
 def build_context(config: JobConfig) -> JobContext:
-    try:
-        spec = config.typed_spec()
-    except SpecError as error:
-        raise InvalidInput(str(error)) from None
     return JobContext(
         config=config,
-        spec=spec,
         shard_index=int(os.environ.get("JOB_COMPLETION_INDEX", 0)),
         dist=DistributedEnv.from_env(),
     )
@@ -246,8 +238,9 @@ def argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -> None:
-    """Entry point of every job: parse --config, run main(ctx), exit with the contract's code."""
+def run_job(main: Callable[[JobContext], None], config_model: type[JobConfig], argv: list[str] | None = None) -> None:
+    """Entry point of every job: parse --config, load it with the job's `config_model`, run
+    main(ctx), exit with the contract's code."""
     args = argument_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -255,7 +248,7 @@ def run_job(main: Callable[[JobContext], None], argv: list[str] | None = None) -
     code = 0
     try:
         text = sys.stdin.read() if args.config == "-" else Path(args.config).read_text()
-        ctx = build_context(load_config(text))
+        ctx = build_context(load_config(text, config_model))
         main(ctx)
     except (InvalidInput, FileNotFoundError) as error:  # a missing file is the input's fault
         print(f"osmf: invalid input: {one_line(error)}", file=sys.stderr)

@@ -18,7 +18,6 @@ the preference model.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,7 +37,7 @@ class PreferenceModelScorer:
 
     name = PREFERENCE_MODEL
 
-    def __init__(self, grouping: Any, scratch: Path, field: str):
+    def __init__(self, grouping: Any, field: str):
         from osmf_jobs.paag import Assigner
         from osmf_jobs.paag.encoders import ImageEncoder
 
@@ -46,7 +45,7 @@ class PreferenceModelScorer:
             self.assigner = Assigner.load(grouping.uri, with_groups=False)
         except FileNotFoundError as error:
             raise InvalidInput(f"{field}: the grouping {grouping.uri} has no exported preference model ({error}); re-run the AudienceGrouping") from None
-        self.encoder = ImageEncoder(self.assigner.config["image_encoder"], scratch)
+        self.encoder = ImageEncoder(self.assigner.config["image_encoder"], field)
         self.field = field
         self.dim = int(self.assigner.config["embedding_dim"])
 
@@ -122,19 +121,18 @@ def resolve_choice(choice: str, reward: Any | None, field: str) -> tuple[str, di
     return (REWARD_MODEL if better else PREFERENCE_MODEL), accuracies
 
 
-def make_scorer(choice: str, grouping: Any, reward: Any | None, scratch: Path, field: str, device: Any = None) -> tuple[Any, dict[str, Any]]:
+def make_scorer(choice: str, grouping: Any, reward: Any | None, field: str, device: Any = None) -> tuple[Any, dict[str, Any]]:
     """The scorer `choice` names (auto: the better measured) and a record of the decision."""
     name, accuracies = resolve_choice(choice, reward, field)
     if name == PREFERENCE_MODEL:
-        scorer: Any = PreferenceModelScorer(grouping, scratch, field)
+        scorer: Any = PreferenceModelScorer(grouping, field)
     else:
         from osmf_jobs.gmodel import RewardModel
         from osmf_jobs.gmodel.location import gmodel_dir
 
+        grm_dir = gmodel_dir(reward, f"{field} (the reward model)", "point rewardModelRef at a task: reward GMLLMTraining")
         try:
-            grm = RewardModel.load(gmodel_dir(reward), device=device)
-        except FileNotFoundError:
-            raise InvalidInput(f"{field}: {reward.uri} holds no reward model; point rewardModelRef at a task: reward GMLLMTraining") from None
+            grm = RewardModel.load(grm_dir, device=device)
         except ValueError as error:
             raise InvalidInput(f"{field}: {error}") from None
         scorer = RewardModelScorer(grm, field)

@@ -1,9 +1,13 @@
-"""Reading and checking the input tables of DESIGN §5 (users, products, images, impressions).
+"""The jobs' one parquet reader and writer, and the checked input tables of DESIGN §5.
 
-A dataset root (file://, a local path or s3://) holds each table as `<table>.parquet` — one file
-or a directory of part files. Every problem raises `InvalidInput` with one line that names the
-table, the column (or product) and the fix.
+Any table a job reads or writes goes through here: `read_parquet` / `write_parquet` for the tables
+stages write (groups, assignments, samples, pairs, shards' parts), `read_table` / `read_tables` for
+the input logs (users, products, images, impressions) with their schema checks. A table is one
+parquet file or a directory of part files, in a local directory, under file:// or s3://. Every
+problem raises `InvalidInput` with one line that names the file or table, the column and the fix.
 
+    groups = read_parquet(grouping, Grouping.GROUPS, columns=["product_id", "centroid"], what="AudienceGrouping")
+    write_parquet(ctx.shard_store, GAIP.SAMPLES, frame)
     tables = read_tables(store, user_attributes=["age", "gender"])   # -> Tables of pandas frames
     users = read_users(store, ["age"])                                 # only user_id + allowed attributes
 
@@ -24,6 +28,8 @@ from osmf_jobs.runtime import InvalidInput
 # The schemas are the core's (the contract); this module reads and checks them.
 STRING, INTEGER, CATEGORY, FLAG = Dataset.STRING, Dataset.INTEGER, Dataset.CATEGORY, Dataset.FLAG
 SCHEMAS, OPTIONAL = Dataset.SCHEMAS, Dataset.OPTIONAL
+PARQUET_SUFFIX = ".parquet"
+RERUN = "re-run the stage that writes it"
 
 
 @dataclasses.dataclass
@@ -32,6 +38,69 @@ class Tables:
     products: Any
     images: Any
     impressions: Any
+
+
+# ---- any table -----------------------------------------------------------------------------------
+
+
+def _part_files(store: ArtifactStore, rel: str, what: str, fix: str) -> list[Any]:
+    """`pyarrow.parquet.ParquetFile`s of a table: the file itself, or the parts of a directory in
+    name order. Local files are opened in place; remote ones are read into memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where = join(store.uri, rel)
+    local = store.local_path(rel)
+    if local is not None:
+        if local.is_file():
+            sources: list[Any] = [str(local)]
+        else:
+            sources = [str(p) for p in sorted(local.rglob(f"*{PARQUET_SUFFIX}")) if p.is_file()] if local.is_dir() else []
+    else:
+        # list() gives [rel] for one object and the part keys for a prefix.
+        sources = [pa.BufferReader(store.read_bytes(p)) for p in sorted(store.list(rel)) if p.endswith(PARQUET_SUFFIX)]
+    if not sources:
+        raise InvalidInput(f"{what}: {where} not found; {fix}")
+    try:
+        return [pq.ParquetFile(source) for source in sources]
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InvalidInput(f"{what}: {where} is not readable parquet ({' '.join(str(error).split())[:160]}); rewrite it") from None
+
+
+def _concat(frames: list[Any]) -> Any:
+    import pandas as pd
+
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def require_columns(present: Any, columns: tuple[str, ...] | list[str], what: str) -> None:
+    """`present`: a frame's columns or a schema's names."""
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise InvalidInput(f"{what}: column(s) {', '.join(missing)} missing; re-run the producing stage with a current OSMF")
+
+
+def read_parquet(store: ArtifactStore, rel: str, columns: list[str] | None = None, what: str = "table",
+                 fix: str = RERUN) -> Any:
+    """The pandas frame of a parquet table of `store` (one file or a directory of parts), with only
+    `columns` when given. `what` names the table's owner in messages ("AudienceGrouping 'demo'");
+    a missing table, an unreadable one or a missing column raises InvalidInput."""
+    frames = []
+    for part in _part_files(store, rel, what, fix):
+        if columns is not None:
+            require_columns(part.schema_arrow.names, columns, f"{what}: {join(store.uri, rel)}")
+        frames.append(part.read(columns=columns).to_pandas())
+    return _concat(frames)
+
+
+def write_parquet(store: ArtifactStore, rel: str, frame: Any) -> None:
+    """Write a pandas frame as one parquet file (no index) at `rel` of `store`."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    store.write_bytes(rel, buffer.getvalue())
+
+
+# ---- the input logs (DESIGN §5) ------------------------------------------------------------------
 
 
 def _type_ok(arrow_type: Any, expected: str) -> bool:
@@ -53,62 +122,27 @@ def _type_ok(arrow_type: Any, expected: str) -> bool:
     raise ValueError(expected)
 
 
-def _sources(store: ArtifactStore, name: str) -> list[Any]:
-    """Local paths or in-memory buffers of the table's parquet file(s)."""
-    import pyarrow as pa
-
-    rel = Dataset.table_file(name)
-    local = store.local_path(rel)
-    if local is not None:
-        if local.is_file():
-            return [str(local)]
-        if local.is_dir():
-            parts = sorted(p for p in local.rglob("*.parquet") if p.is_file())
-            if parts:
-                return [str(p) for p in parts]
-        raise InvalidInput(f"table '{name}': {join(store.uri, rel)} not found; write it as one parquet file or a directory of parquet parts (DESIGN §5)")
-    listed = store.list(rel)  # [rel] for one object, the part keys for a prefix
-    parts = sorted(p for p in listed if p.endswith(".parquet"))
-    if not parts:
-        raise InvalidInput(f"table '{name}': {join(store.uri, rel)} not found; write it as one parquet file or a directory of parquet parts (DESIGN §5)")
-    return [pa.BufferReader(store.read_bytes(p)) for p in parts]
-
-
 def read_table(store: ArtifactStore, name: str, columns: dict[str, str], optional: dict[str, str] | None = None,
                fix: dict[str, str] | None = None) -> Any:
-    """Read `columns` (name -> expected kind) of a table, checking presence and type; optional ones if present."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sources = _sources(store, name)
+    """Read `columns` (name -> expected kind) of an input table, checking presence and type; optional ones if present."""
+    parts = _part_files(store, Dataset.table_file(name), f"table '{name}'",
+                        "write it as one parquet file or a directory of parquet parts (DESIGN §5)")
+    expected = {**columns, **(optional or {})}
     frames = []
-    for source in sources:
-        try:
-            schema = pq.read_schema(source)
-        except (pa.ArrowInvalid, OSError) as error:
-            raise InvalidInput(f"table '{name}': {join(store.uri, Dataset.table_file(name))} is not readable parquet ({' '.join(str(error).split())[:160]}); rewrite it") from None
-        if isinstance(source, pa.BufferReader):
-            source.seek(0)
-        wanted = []
+    for part in parts:
+        schema = part.schema_arrow
         for column, kind in columns.items():
             if column not in schema.names:
                 hint = (fix or {}).get(column, f"add column '{column}' ({kind})")
                 raise InvalidInput(f"table '{name}': column '{column}' missing; {hint}")
-            wanted.append(column)
-        for column in (optional or {}):
-            if column in schema.names:
-                wanted.append(column)
-        expected = {**columns, **(optional or {})}
+        wanted = list(columns) + [c for c in (optional or {}) if c in schema.names]
         for column in wanted:
             arrow_type = schema.field(column).type
             if not _type_ok(arrow_type, expected[column]):
                 raise InvalidInput(f"table '{name}': column '{column}' has type {arrow_type}, expected {expected[column]}; rewrite the column with that type")
-        table = pq.read_table(source, columns=wanted)
-        frames.append(table.to_pandas())
-    import pandas as pd
-
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    for column, kind in {**columns, **(optional or {})}.items():
+        frames.append(part.read(columns=wanted).to_pandas())
+    frame = _concat(frames)
+    for column, kind in expected.items():
         if column in frame.columns and frame[column].isna().any():
             raise InvalidInput(f"table '{name}': column '{column}' has {int(frame[column].isna().sum())} null values; fill or drop those rows")
         if column in frame.columns and kind == STRING:
@@ -202,16 +236,3 @@ def read_image(store: ArtifactStore, uri: str, what: str):
         raise InvalidInput(f"{what}: image {uri!r} is not a readable image; replace the file") from None
     return image
 
-
-def read_parquet(store: ArtifactStore, rel: str, columns: list[str] | None = None, what: str | None = None) -> Any:
-    """A parquet table of a store: one file or a directory of parts; missing -> InvalidInput naming it."""
-    import pandas as pd
-
-    local = store.local_path(rel)
-    if local is not None and local.is_file():
-        return pd.read_parquet(local, columns=columns)
-    parts = sorted(p for p in store.list(rel) if p.endswith(".parquet"))
-    if not parts:
-        raise InvalidInput(f"{what + ': ' if what else ''}{join(store.uri, rel)} is missing")
-    frames = [pd.read_parquet(io.BytesIO(store.read_bytes(p)), columns=columns) for p in parts]
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from osmf_core.api import Kind
 from osmf_core.layout import ArtifactRoot, Campaign, Dataset, World, join
 
 DEFAULT_ARTIFACTS = "./osmf-artifacts"
@@ -63,8 +64,8 @@ def run_local(resources, artifacts: str, console: Console):
     report = runtime.write_report(run)
     for resource in run.resources:
         output = resource.status.artifacts.output
-        if resource.kind == "AdImageCampaign" and output is not None:
-            console.print(f"Campaign report: {join(output.uri, Campaign.REPORT_HTML)}")
+        if resource.info.report_page and output is not None:
+            console.print(f"{resource.kind}/{resource.name} report: {join(output.uri, resource.info.report_page)}")
     if report:
         console.print(f"Run report: {report}")
     return (0 if run.succeeded() else 1), run
@@ -89,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if code != 0:
             return fail(f"synthetic world generation failed (exit {code})", code)
     code, run = run_local(demo_resources(world.as_uri()), str(root), console)
-    grouping, dataset, campaign = (output_uri(run, kind) for kind in ("AudienceGrouping", "GAIPDataset", "AdImageCampaign"))
+    grouping, dataset, campaign = (output_uri(run, kind) for kind in (Kind.AUDIENCE_GROUPING, Kind.GAIP_DATASET, Kind.AD_IMAGE_CAMPAIGN))
     evaluation = root / ArtifactRoot.EVALUATION_DIR  # measured against the world's truth, which no stage reads
     if (world / World.TRUTH).exists() and grouping:
         console.print(f"[bold]The runs against the world's truth[/] ({evaluation})")
@@ -101,9 +102,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import has_errors, validate_paths
+    from .validate import check_for_cluster, has_errors
 
-    problems = validate_paths(args.paths)
+    _, _, problems = check_for_cluster(args.paths, args.namespace, args.settings)
     for problem in problems:
         print(problem)
     if has_errors(problems):
@@ -115,7 +116,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .render import render_paths
 
-    return render_paths(args.paths, args.settings, args.artifacts)
+    return render_paths(args.paths, args.settings, args.artifacts, args.namespace)
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -130,6 +131,26 @@ def cmd_crds(args: argparse.Namespace) -> int:
     for out in out_dirs:
         for path in crdgen.generate(out):
             print(path)
+    return 0
+
+
+def cluster_arguments(command: argparse.ArgumentParser) -> None:
+    """What validate and render both read, so that they agree on every input."""
+    command.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    command.add_argument("--settings", help="operator settings YAML (as in the Helm chart's settings); default: the operator's defaults")
+    command.add_argument("--namespace", default="default", help="namespace of resources that name none (default: default)")
+
+
+def cmd_health_checks(args: argparse.Namespace) -> int:
+    from . import healthgen
+
+    if args.check:
+        drift = healthgen.check(args.out)
+        for line in drift:
+            print(line)
+        return 1 if drift else 0
+    for path in healthgen.generate(args.out):
+        print(path)
     return 0
 
 
@@ -149,19 +170,23 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     render = sub.add_parser("render", help="print the Kubernetes objects the operator would create, offline")
-    render.add_argument("paths", nargs="+", metavar="FILE|DIR")
-    render.add_argument("--settings", help="operator settings YAML (as in the Helm chart's settings)")
+    cluster_arguments(render)
     render.add_argument("--artifacts", help="artifact root URI (overrides the settings)")
     render.set_defaults(func=cmd_render)
 
-    validate = sub.add_parser("validate", help="check resources; one line per problem")
-    validate.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    validate = sub.add_parser("validate", help="check resources (and what depends on the operator settings); one line per problem")
+    cluster_arguments(validate)
     validate.set_defaults(func=cmd_validate)
 
     crds = sub.add_parser("crds", help="generate the CRDs from the API models")
     crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/crds/)")
     crds.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
     crds.set_defaults(func=cmd_crds)
+
+    health = sub.add_parser("health-checks", help="generate the chart's Argo CD health checks (Lua) from the kinds")
+    health.add_argument("--out", default="charts/osmf/health", help="output directory (default: charts/osmf/health)")
+    health.add_argument("--check", action="store_true", help="exit 1 when the files differ from the template")
+    health.set_defaults(func=cmd_health_checks)
 
     # Listed for --help; their arguments are parsed by the job package's own CLI (see FORWARDED).
     sub.add_parser("synth", help="write a synthetic ad world (logs, catalog, truth): osmf synth OUT [--tiny]", add_help=False)

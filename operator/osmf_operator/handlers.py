@@ -38,7 +38,6 @@ from osmf_core.layout import progress_files
 from osmf_core.store import StoreError, open_store, read_manifest
 
 LOG = logging.getLogger("osmf.operator")
-CAMPAIGN = "AdImageCampaign"
 Key = tuple[str, str, str]  # kind, namespace, name
 
 
@@ -92,8 +91,8 @@ def settled(body: dict[str, Any]) -> bool:
     meta = body.get("metadata") or {}
     if status.get("observedGeneration") != meta.get("generation", 1) or not outcome_known(body):
         return False
-    serving = ((body.get("spec") or {}).get("serving") or {}).get("enabled")
-    return not (body.get("kind") == CAMPAIGN and serving)
+    info = KINDS.get(body.get("kind"))
+    return not (info is not None and info.serves_wire(body.get("spec")))
 
 
 def seconds_since(moment: str | None, now: datetime) -> float:
@@ -217,7 +216,8 @@ class Operator:
 
     def observe(self, resource: Resource, now: datetime) -> Observed:
         found = {ref.role: self.dependency(ref, resource.namespace) for ref in references(resource)}
-        fingerprint = open_store(resource.spec.data.uri).fingerprint() if resource.kind == "AudienceGrouping" else None
+        data_uri = resource.info.raw_data_uri(resource.spec)
+        fingerprint = open_store(data_uri).fingerprint() if data_uri is not None else None
         plan = plan_run(resource, found, self.settings.artifacts.root_uri, fingerprint)
         observed = Observed(resource=resource, plan=plan, code_version=self.settings.code_version)
         if isinstance(plan, Blocked):
@@ -227,7 +227,7 @@ class Operator:
         observed.manifest = read_manifest(store)
         if observed.manifest is None:
             observed.progress = self.read_progress(resource, plan, observed.jobs, store, now)
-        elif resource.kind == CAMPAIGN and resource.spec.serving.enabled:
+        elif resource.info.serving(resource.spec) is not None:
             observed.service = self.observe_serving(resource)
         return observed
 
@@ -287,13 +287,13 @@ class Operator:
             for obj in build_job_objects(request, owner, self.settings):
                 if self.kube.create(obj):
                     self.metrics.children.labels(obj["kind"]).inc()
-        if resource.kind != CAMPAIGN or resource.spec is None:
+        if not resource.info.can_serve or resource.spec is None:
             return
         service = decision.apply_service
         if service is not None and not (observed.service and observed.service.reason == "InferenceServiceNameTaken"):
             if self.kube.apply(build_inference_service(service, owner, self.settings)) == "created":
                 self.metrics.children.labels("InferenceService").inc()
-        elif not resource.spec.serving.enabled and any(o.kind == "InferenceService" for o in resource.status.children.objects):
+        elif resource.info.serving(resource.spec) is None and any(o.kind == "InferenceService" for o in resource.status.children.objects):
             isvc = self.kube.get("InferenceService", namespace, service_name(resource))
             if isvc is not None and owned_by(isvc, resource.metadata.uid):
                 self.kube.delete("InferenceService", namespace, service_name(resource))

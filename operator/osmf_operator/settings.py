@@ -86,15 +86,24 @@ class OperatorSettings(SettingsModel):
 
 
 class SettingsError(ValueError):
-    pass
+    """Settings that do not validate; `problems` are one-line `settings.path: message` strings."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
-def parse_settings(data: dict[str, Any] | None) -> OperatorSettings:
+def parse_settings(data: Any) -> OperatorSettings:
+    if data is not None and not isinstance(data, dict):
+        raise SettingsError([f"settings: must be a mapping of setting names to values, not {type(data).__name__}"])
     try:
         return OperatorSettings.model_validate(data or {})
     except ValidationError as error:
-        lines = [f"settings.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
-        raise SettingsError("; ".join(lines)) from None
+        raise SettingsError([
+            "settings" + "".join(f".{part}" for part in e["loc"]) + ": "
+            + ("unknown setting; remove it or check its spelling" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+            for e in error.errors()
+        ]) from None
 
 
 def load_settings(environ: dict[str, str] | None = None) -> OperatorSettings:
@@ -106,7 +115,7 @@ def load_settings(environ: dict[str, str] | None = None) -> OperatorSettings:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
-            raise SettingsError(f"OSMF_SETTINGS_FILE {path}: {error}") from None
-    if env.get("OSMF_ARTIFACT_ROOT"):
+            raise SettingsError([f"OSMF_SETTINGS_FILE {path}: {error}"]) from None
+    if env.get("OSMF_ARTIFACT_ROOT") and isinstance(data, dict):
         data.setdefault("artifacts", {})["rootUri"] = env["OSMF_ARTIFACT_ROOT"]
     return parse_settings(data)

@@ -14,7 +14,10 @@ Then the set is checked as a whole:
 - the same kind/namespace/name defined twice is an **error** (the second silently replaces the first);
 - documents of other API groups (a Namespace, a Secret) are skipped with a warning.
 
-Only errors should make the command fail (`has_errors`).
+`osmf validate` and `osmf render` also check what depends on the operator settings (node pools,
+the job config's size), against `--settings FILE` or the defaults, with the operator's own check
+(`builders.spec_problems`); both read their input through `check_for_cluster`, so they agree on
+every input. Only errors should make a command fail (`has_errors`).
 """
 
 from __future__ import annotations
@@ -30,18 +33,11 @@ import yaml
 from osmf_core.api import API_VERSION, GROUP, KINDS, SpecError, parse_resource
 from osmf_core.api.resource import Resource, field_path
 
+from .builders import spec_problems
+from .settings import OperatorSettings, SettingsError, parse_settings
+
 ERROR = "error"
 WARNING = "warning"
-
-# The spec field behind each reference role of `core.plan.references`.
-ROLE_FIELDS = {
-    "grouping": "spec.groupingRef.name",
-    "dataset": "spec.datasetRef.name",
-    "init": "spec.initFromRef.name",
-    "policy": "spec.policyRef.name",
-    "reward": "spec.rewardModelRef.name",
-    "generator": "spec.generatorRef.name",
-}
 
 
 @dataclass(frozen=True)
@@ -251,7 +247,7 @@ def _split(problem: str) -> tuple[str, str]:
     return (path, message) if message else ("", problem)
 
 
-def check_document(file: str, index: int, doc: Any) -> tuple[Resource | None, list[Problem]]:
+def check_document(file: str, index: int, doc: Any, default_namespace: str = "default") -> tuple[Resource | None, list[Problem]]:
     """The typed resource (when it parses) and every problem of one document."""
     obj = _object_label(doc)
 
@@ -264,7 +260,7 @@ def check_document(file: str, index: int, doc: Any) -> tuple[Resource | None, li
         return None, [problem("", f"not an {GROUP} resource; skipped", WARNING)]
     resource, problems = None, []
     try:
-        resource = parse_resource(doc)
+        resource = parse_resource(doc, default_namespace)
     except SpecError as error:
         problems = [problem(*_split(p)) for p in error.problems]
     kind = doc.get("kind")
@@ -292,8 +288,6 @@ class _Entry:
 
 
 def check_set(entries: list[_Entry]) -> list[Problem]:
-    from .reconcile.plan import references
-
     problems: list[Problem] = []
     by_key: dict[tuple[str, str, str], _Entry] = {}
     for entry in entries:
@@ -309,8 +303,8 @@ def check_set(entries: list[_Entry]) -> list[Problem]:
     for entry in entries:
         resource = entry.resource
         obj = f"{resource.kind}/{resource.name}"
-        for ref in references(resource):
-            path = ROLE_FIELDS.get(ref.role, "spec")
+        for ref in resource.info.references(resource.spec):
+            path = ref.path
             target = by_key.get((ref.kind, resource.namespace, ref.name))
             if target is None:
                 problems.append(Problem(
@@ -319,10 +313,10 @@ def check_set(entries: list[_Entry]) -> list[Problem]:
                     f"{resource.namespace!r} (until it does, this resource waits)",
                     doc=entry.index, obj=obj, path=path, severity=WARNING,
                 ))
-            elif ref.requires_task and getattr(target.resource.spec, "task", None) != ref.requires_task:
+            elif (wrong_task := ref.wrong_task(target.resource.spec)) is not None:
                 problems.append(Problem(
                     entry.file,
-                    f"{ref.kind} {ref.name!r} ({target.where}) has task {target.resource.spec.task!r}, "
+                    f"{ref.kind} {ref.name!r} ({target.where}) has task {wrong_task!r}, "
                     f"but this reference needs task {ref.requires_task!r}; point it at a {ref.requires_task} run",
                     doc=entry.index, obj=obj, path=path,
                 ))
@@ -334,8 +328,10 @@ def validate_paths(paths: Iterable[str | Path]) -> list[Problem]:
     return check_paths(paths)[1]
 
 
-def check_paths(paths: Iterable[str | Path]) -> tuple[list[Resource], list[Problem]]:
-    """The resources that validated, and every problem found (what `osmf run` and `osmf render` read)."""
+def check_paths(
+    paths: Iterable[str | Path], default_namespace: str = "default", settings: OperatorSettings | None = None,
+) -> tuple[list[Resource], list[Problem]]:
+    """The resources that validated, and every problem found; with `settings`, what depends on them too."""
     files, problems = _files(paths)
     entries: list[_Entry] = []
     for path in files:
@@ -343,7 +339,10 @@ def check_paths(paths: Iterable[str | Path]) -> tuple[list[Resource], list[Probl
         problems += load_problems
         for index, doc in docs:
             try:
-                resource, doc_problems = check_document(str(path), index, doc)
+                resource, doc_problems = check_document(str(path), index, doc, default_namespace)
+                if resource is not None and settings is not None:
+                    doc_problems += [Problem(str(path), message, doc=index, obj=_object_label(doc), path=field)
+                                     for field, message in map(_split, spec_problems(resource, settings))]
             except Exception as error:  # noqa: BLE001 - the command promises one line per problem, never a traceback
                 resource, doc_problems = None, [Problem(
                     str(path), f"internal error while validating ({type(error).__name__}: {error}); please report it",
@@ -354,3 +353,34 @@ def check_paths(paths: Iterable[str | Path]) -> tuple[list[Resource], list[Probl
                 entries.append(_Entry(str(path), index, resource))
     problems += check_set(entries)
     return [entry.resource for entry in entries], sorted(problems, key=lambda p: p.sort_key)
+
+
+def read_settings(settings_file: str | Path | None) -> tuple[OperatorSettings | None, list[Problem]]:
+    """The operator settings in a YAML file (as the Helm chart renders them), or the defaults without one."""
+    if settings_file is None:
+        return parse_settings({}), []
+    path = Path(settings_file)
+    if not path.is_file():
+        return None, [Problem(str(path), "no such settings file; pass the operator settings YAML (the chart's `settings` values)")]
+    docs, problems = _load(path)
+    if problems:
+        return None, problems
+    if len(docs) > 1:
+        return None, [Problem(str(path), "several YAML documents; the settings are one mapping", doc=docs[1][0])]
+    try:
+        return parse_settings(docs[0][1] if docs else {}), []
+    except SettingsError as error:
+        return None, [Problem(str(path), message, path=field) for field, message in map(_split, error.problems)]
+
+
+def check_for_cluster(
+    paths: Iterable[str | Path], default_namespace: str = "default", settings_file: str | Path | None = None,
+) -> tuple[list[Resource], OperatorSettings | None, list[Problem]]:
+    """What `osmf validate` and `osmf render` read: the resources, the settings, and every problem of both."""
+    paths = list(paths)
+    settings, problems = read_settings(settings_file)
+    resources, found = check_paths(paths, default_namespace, settings)
+    problems += found
+    if not resources and not has_errors(problems):
+        problems.append(Problem(" ".join(map(str, paths)), "no osmf.dev resources found; pass YAML files or directories that hold some"))
+    return resources, settings, problems

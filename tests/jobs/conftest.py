@@ -60,12 +60,13 @@ def run_job_step(job: str, kind: str, spec: dict[str, Any], step: str, run: Path
     import importlib
 
     from osmf_jobs.runtime import build_context, load_config
+    from tests.factories import job_config_model
 
     main = importlib.import_module(f"osmf_jobs.{job}.main").main
     previous = os.environ.get("JOB_COMPLETION_INDEX")
     os.environ["JOB_COMPLETION_INDEX"] = str(shard_index)
     try:
-        main(build_context(load_config(job_config(kind, spec, step, run, inputs, shards))))
+        main(build_context(load_config(job_config(kind, spec, step, run, inputs, shards), job_config_model(kind))))
     finally:
         if previous is None:
             os.environ.pop("JOB_COMPLETION_INDEX", None)

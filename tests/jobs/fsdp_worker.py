@@ -16,7 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from osmf_jobs.gmodel.training import Device, FitSettings, fit, load_trainable_state, training_state, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.checkpoint import load_trainable_state, training_state
+from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.fit import FitSettings, fit
+from osmf_jobs.gmodel.training.parallel import unsharded_model, wrap_model
 
 
 class TinyDecoderLayer(nn.Module):

@@ -241,7 +241,7 @@ def test_generator_of_the_wrong_kind(world, tmp_path):
     expect_invalid(config, tmp_path, "GMLLMTraining/grm", "reward model")
     config = campaign_config(world, tmp_path / "run", "generate")
     config["inputs"]["generator"]["uri"] = world.uri("grouping")  # not a GroupDPORun run
-    expect_invalid(config, tmp_path, "GroupDPORun/dpo", "no LoRA adapter")
+    expect_invalid(config, tmp_path, "GroupDPORun/dpo", "has no adapter_config.json", "LoRA adapter")
 
 
 def test_merge_without_shard_records(world, tmp_path):

@@ -222,12 +222,13 @@ def run_campaign_step(config: dict, shard_index: int = 0) -> None:
     (the job sets it for its own process, and other tests share this one)."""
     import torch
 
+    from osmf_jobs.campaign.config import AdImageCampaignConfig
     from osmf_jobs.campaign.main import main
     from osmf_jobs.runtime import build_context, load_config
 
     threads = torch.get_num_threads()
     try:
-        ctx = build_context(load_config(json.dumps(config)))
+        ctx = build_context(load_config(json.dumps(config), AdImageCampaignConfig))
         ctx.shard_index = shard_index
         main(ctx)
     finally:

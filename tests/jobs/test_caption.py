@@ -21,9 +21,9 @@ def _creative(st: S.Style, seed: int) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def test_probe_captions_the_background(tmp_path):
+def test_probe_captions_the_background():
     styles = S.Style.all()[::41]
-    captioner = make_captioner(SimpleNamespace(kind="probe", uri=None, prompt=""), tmp_path)
+    captioner = make_captioner(SimpleNamespace(kind="probe", uri=None, prompt=""))
     assert isinstance(captioner, ProbeCaptioner)
     assert captioner.caption([_creative(st, i) for i, st in enumerate(styles)]) == [S.caption(st) for st in styles]
 
@@ -40,9 +40,9 @@ def tiny_vlm(tmp_path_factory):
     return path
 
 
-def test_vlm_captioner_runs_a_model_loaded_by_path(tiny_vlm, tmp_path):
+def test_vlm_captioner_runs_a_model_loaded_by_path(tiny_vlm):
     spec = SimpleNamespace(kind="vlm", uri=tiny_vlm.as_uri(), prompt="describe the background palette lighting mood")
-    captioner = make_captioner(spec, tmp_path)
+    captioner = make_captioner(spec)
     assert isinstance(captioner, VLMCaptioner)
     images = [_creative(st, i) for i, st in enumerate(S.Style.all()[:3])]
     captions = captioner.caption(images)
@@ -51,5 +51,8 @@ def test_vlm_captioner_runs_a_model_loaded_by_path(tiny_vlm, tmp_path):
 
 
 def test_vlm_uri_that_is_not_a_model_is_invalid_input(tmp_path):
-    with pytest.raises(InvalidInput, match="spec.captioner.uri: .* is not a model directory"):
-        make_captioner(SimpleNamespace(kind="vlm", uri=(tmp_path / "nope").as_uri(), prompt="x"), tmp_path)
+    with pytest.raises(InvalidInput, match="spec.captioner.uri: .*nope does not exist"):
+        make_captioner(SimpleNamespace(kind="vlm", uri=(tmp_path / "nope").as_uri(), prompt="x"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="spec.captioner.uri: .*empty has no config.json; give a vision-language model"):
+        make_captioner(SimpleNamespace(kind="vlm", uri=str(tmp_path / "empty"), prompt="x"))

@@ -74,5 +74,5 @@ def test_missing_grouping_output_is_invalid_input(tiny_grouping_artifact, tiny_w
     shutil.copytree(tiny_grouping_artifact, grouping)
     (grouping / "assignments.parquet").unlink()
     inputs = {"grouping": ("AudienceGrouping", grouping), "data": (None, tiny_world)}
-    with pytest.raises(InvalidInput, match="assignments.parquet is missing"):
+    with pytest.raises(InvalidInput, match=r"AudienceGrouping .grouping.: .*assignments.parquet not found; use a Succeeded AudienceGrouping"):
         run_job_step("gaip", "GAIPDataset", tiny_gaip_spec(shards=1), "aggregate", tmp_path / "run", inputs)

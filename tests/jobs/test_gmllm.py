@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from osmf_jobs.gmllm.config import GMLLMTrainingConfig
 from osmf_jobs.gmllm.main import main
 from osmf_jobs.runtime import run_job
 from tests.jobs.test_gmodel_world import (  # noqa: F401
@@ -175,7 +176,7 @@ def _fake_run(path: Path, kind: str, role: str | None = None) -> Path:
 
 def _exit_code(config: Path, capsys) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exited:
-        run_job(main, ["--config", str(config)])
+        run_job(main, GMLLMTrainingConfig, ["--config", str(config)])
     return exited.value.code, capsys.readouterr().err
 
 

@@ -48,7 +48,8 @@ def test_fsdp_trains_like_one_process_and_checkpoints_resume_across_strategies(t
 def test_wrap_model_rejects_an_unknown_strategy() -> None:
     import torch
 
-    from osmf_jobs.gmodel.training import Device, wrap_model
+    from osmf_jobs.gmodel.training.device import Device
+    from osmf_jobs.gmodel.training.parallel import wrap_model
 
     with pytest.raises(ValueError, match="ddp, fsdp"):
         wrap_model(torch.nn.Linear(2, 2), Device(torch.device("cpu"), "fp32"), "zero3")

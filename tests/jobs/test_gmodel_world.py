@@ -204,6 +204,7 @@ def trained_runs(tmp_path_factory) -> TrainedRuns:
     if "runs" not in _TRAINED:
         import torch
 
+        from osmf_jobs.gmllm.config import GMLLMTrainingConfig
         from osmf_jobs.gmllm.main import main
         from osmf_jobs.runtime import build_context, load_config
 
@@ -214,10 +215,10 @@ def trained_runs(tmp_path_factory) -> TrainedRuns:
         try:
             pretrain, reward = root / "pretrain", root / "reward"
             config = job_config(root / "pretrain.json", "GMLLMTraining", pretrain_spec(), pretrain, world_inputs(world))
-            main(build_context(load_config(config.read_text())))
+            main(build_context(load_config(config.read_text(), GMLLMTrainingConfig)))
             inputs = world_inputs(world) | {"init": ("GMLLMTraining", pretrain)}
             config = job_config(root / "reward.json", "GMLLMTraining", reward_spec(), reward, inputs)
-            main(build_context(load_config(config.read_text())))
+            main(build_context(load_config(config.read_text(), GMLLMTrainingConfig)))
         finally:
             torch.set_num_threads(before)
         _TRAINED["runs"] = TrainedRuns(world, pretrain, reward)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from osmf_jobs.groupdpo.config import GroupDPORunConfig
 from osmf_jobs.groupdpo.loss import dpo_loss
 from osmf_jobs.groupdpo.main import main, ranked_pairs
 from osmf_jobs.runtime import build_context, load_config, run_job
@@ -52,7 +53,7 @@ def dpo_run(runs: TrainedRuns, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("dpo") / "dpo"
     config = job_config(run.parent / "dpo.json", "GroupDPORun", dpo_spec(), run, dpo_inputs(runs))
-    main(build_context(load_config(config.read_text())))
+    main(build_context(load_config(config.read_text(), GroupDPORunConfig)))
     torch.set_num_threads(before)
     return run
 
@@ -167,7 +168,7 @@ def test_bad_input_exits_65_with_one_line(case: str, runs: TrainedRuns, tmp_path
         inputs = dpo_inputs(runs, policy=tmp_path / "policy")
     config = job_config(tmp_path / "job.json", "GroupDPORun", spec, tmp_path / "run", inputs)
     with pytest.raises(SystemExit) as exited:
-        run_job(main, ["--config", str(config)])
+        run_job(main, GroupDPORunConfig, ["--config", str(config)])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("osmf:")]
     assert exited.value.code == 65, err

@@ -24,9 +24,10 @@ def _run(job: str, kind: str, spec: dict, run: Path, inputs: dict) -> dict:
     import importlib
 
     from osmf_jobs.runtime import build_context, load_config
+    from tests.factories import job_config_model
 
     main = importlib.import_module(f"osmf_jobs.{job}.main").main
-    main(build_context(load_config(job_config(run.parent / f"{run.name}.json", kind, spec, run, inputs).read_text())))
+    main(build_context(load_config(job_config(run.parent / f"{run.name}.json", kind, spec, run, inputs).read_text(), job_config_model(kind))))
     return json.loads((run / "metrics.json").read_text())
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from tests.jobs.conftest import job_config, run_job_step, tiny_grouping_spec
 
+from osmf_jobs.grouping.config import AudienceGroupingConfig
 from osmf_jobs.runtime import InvalidInput
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,7 +147,7 @@ def test_run_job_removes_its_scratch_directory(outcome, tmp_path, monkeypatch):
             raise InvalidInput("spec.data.uri: nothing there")
 
     with pytest.raises(SystemExit) as exited:
-        runtime.run_job(main, ["--config", str(config)])
+        runtime.run_job(main, AudienceGroupingConfig, ["--config", str(config)])
     assert exited.value.code == (0 if outcome == "succeeds" else 65)
     assert used and not used[0].exists()
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -282,7 +282,7 @@ def test_builtin_image_stats_encoder_is_deterministic_and_sees_the_background():
     from osmf_jobs import style as S
     from osmf_jobs.paag.encoders import BUILTIN_IMAGE_STATS, ImageEncoder
 
-    encoder = ImageEncoder(BUILTIN_IMAGE_STATS, Path("/unused"))
+    encoder = ImageEncoder(BUILTIN_IMAGE_STATS)
     product = np.zeros((30, 24, 4), np.uint8)
     product[..., :3], product[..., 3] = 120, 255
     a = S.Style("warm", "striped", "bright", "calm")

@@ -10,6 +10,7 @@ from PIL import Image
 from osmf_core.api import RenderingSpec
 from osmf_core.store import FileStore
 from osmf_jobs import style
+from osmf_jobs.model_dirs import MODEL_CACHE_ENV
 from osmf_jobs.render import ProceduralRenderer, make_renderer, product_cutout
 from osmf_jobs.runtime import InvalidInput
 
@@ -35,12 +36,16 @@ def product() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("render-cache")
+    """This module's model cache (`$OSMF_MODEL_CACHE`), where the built-in models are saved."""
+    with pytest.MonkeyPatch.context() as env:
+        path = tmp_path_factory.mktemp("render-cache")
+        env.setenv(MODEL_CACHE_ENV, str(path))
+        yield path
 
 
 @pytest.fixture(scope="module")
 def tiny(cache_dir):
-    return make_renderer(tiny_spec(), cache_dir=cache_dir)
+    return make_renderer(tiny_spec())
 
 
 def _opaque(cutout: np.ndarray, size: int, scale: float = 0.78) -> np.ndarray:
@@ -177,9 +182,9 @@ def test_diffusers_with_a_9_channel_inpainting_unet_keeps_the_product(product):
 @pytest.fixture(scope="module")
 def builtin_dirs(tiny, cache_dir):
     """The saved built-in models, as any pipeline and ControlNet directory would look."""
-    root = cache_dir / "builtin"
-    sd = next(p for p in root.iterdir() if p.name.startswith("tiny-sd-"))
-    cn = next(p for p in root.iterdir() if p.name.startswith("tiny-controlnet-"))
+    entries = [p for p in (cache_dir / "builtin").iterdir() if p.is_dir()]  # beside them: .lock, .complete
+    sd = next(p for p in entries if p.name.startswith("tiny-sd-"))
+    cn = next(p for p in entries if p.name.startswith("tiny-controlnet-"))
     return sd, cn
 
 
@@ -188,13 +193,13 @@ def test_models_load_from_file_uris_and_render_like_the_builtin(tiny, builtin_di
     shutil.copytree(sd, tmp_path / "sd")
     shutil.copytree(cn, tmp_path / "cn")
     spec = tiny_spec(model_uri=(tmp_path / "sd").as_uri(), controlnet_uri=str(tmp_path / "cn"))
-    renderer = make_renderer(spec, cache_dir=tmp_path / "cache")
+    renderer = make_renderer(spec)
     same = renderer.render(product, PROMPT, seed=1)
     assert (np.asarray(same) == np.asarray(tiny.render(product, PROMPT, seed=1))).all()
 
 
 def test_remote_models_are_downloaded_once_into_the_cache(builtin_dirs, tmp_path, monkeypatch):
-    import osmf_jobs.render.models as models
+    import osmf_jobs.model_dirs as model_dirs
 
     sd, cn = builtin_dirs
     downloads = []
@@ -207,17 +212,18 @@ def test_remote_models_are_downloaded_once_into_the_cache(builtin_dirs, tmp_path
             downloads.append(self.uri)
             return super().download(rel, dest)
 
-    monkeypatch.setattr(models, "open_store", lambda uri: RemoteStore(uri.removeprefix("s3://")))
+    monkeypatch.setattr(model_dirs, "open_store", lambda uri: RemoteStore(uri.removeprefix("s3://")))
+    monkeypatch.setenv(MODEL_CACHE_ENV, str(tmp_path))
     spec = tiny_spec(model_uri=f"s3://{sd}", controlnet_uri=f"s3://{cn}")
     for _ in range(2):
-        make_renderer(spec, cache_dir=tmp_path)
+        make_renderer(spec)
     assert len(downloads) == 2  # one per model, not per renderer
-    assert len(list((tmp_path / "models").iterdir())) == 2
+    assert len([p for p in (tmp_path / "s3").iterdir() if p.is_dir()]) == 2
 
 
-def test_unreadable_model_uris_are_one_line_invalid_input(builtin_dirs, cache_dir, tmp_path):
+def test_unreadable_model_uris_are_one_line_invalid_input(builtin_dirs, tmp_path):
     def load(**fields):
-        make_renderer(tiny_spec(**fields), cache_dir=cache_dir)
+        make_renderer(tiny_spec(**fields))
 
     sd, cn = builtin_dirs
     with pytest.raises(InvalidInput, match=r"modelUri: .*missing does not exist"):
@@ -243,12 +249,13 @@ def test_unreadable_model_uris_are_one_line_invalid_input(builtin_dirs, cache_di
         load(model_uri=str(sd), controlnet_uri=str(tmp_path / "wide"))
 
 
-def test_builtin_models_build_identically_in_a_fresh_cache(builtin_dirs, tmp_path):
+def test_builtin_models_build_identically_in_a_fresh_cache(builtin_dirs, tmp_path, monkeypatch):
     """Every pod builds its own built-in cache; the weights must not depend on which pod."""
-    from osmf_jobs.render.models import TINY_CONTROLNET, TINY_SD, resolve_model_dir
+    from osmf_jobs.render.models import TINY_CONTROLNET, TINY_SD, diffusers_dir
 
+    monkeypatch.setenv(MODEL_CACHE_ENV, str(tmp_path))
     fresh = {
-        name: resolve_model_dir(uri, "modelUri", marker, tmp_path, uri)
+        name: diffusers_dir(uri, "modelUri", marker, uri)
         for name, uri, marker in (("sd", TINY_SD, "model_index.json"), ("cn", TINY_CONTROLNET, "config.json"))
     }
     for old, new in zip(builtin_dirs, (fresh["sd"], fresh["cn"])):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from osmf_core.api import KINDS
+from osmf_core.api import KINDS, JobConfig
 from osmf_jobs.runtime import InvalidInput, JobContext, Retriable, run_job
 
 
@@ -45,4 +45,4 @@ def main(ctx: JobContext) -> None:
 
 
 if __name__ == "__main__":
-    run_job(main)
+    run_job(main, JobConfig)  # plays every kind

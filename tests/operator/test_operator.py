@@ -70,7 +70,7 @@ def check_job_shape(cluster, job: dict[str, Any], owner: dict[str, Any]) -> JobC
     config = JobConfig.model_validate(cluster.job_config(job))
     assert config.kind == kind and config.metadata.uid == owner["metadata"]["uid"]
     assert config.run.input_hash == meta["annotations"]["osmf.dev/input-hash"]
-    assert config.typed_spec() == KINDS[kind].spec_model.model_validate(owner["spec"])
+    assert config.spec == KINDS[kind].spec_model.model_validate(owner["spec"])
     return config
 
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from osmf_core.api import KINDS
 from osmf_core.api.common import Condition, OsmfStatus
+from osmf_operator import healthgen
 
 lupa = pytest.importorskip("lupa.lua51", reason="lupa (PyPI) provides the Lua interpreter")
 
@@ -48,6 +50,29 @@ def test_every_kind_has_a_health_check_and_the_batch_ones_agree():
     assert sorted(p.stem for p in HEALTH_DIR.glob("*.lua")) == sorted(ALL_KINDS)
     texts = {(HEALTH_DIR / f"{k}.lua").read_text() for k in BATCH_KINDS}
     assert len(texts) == 1, "the four batch-kind health checks must stay identical"
+
+
+def test_checked_in_health_checks_match_the_template():
+    drift = healthgen.check(HEALTH_DIR)
+    assert drift == [], "\n".join(drift) + "\nrun `make generate` (osmf health-checks) and commit the result"
+
+
+def test_check_reports_changed_missing_and_stale_files(tmp_path):
+    healthgen.generate(tmp_path)
+    assert healthgen.check(tmp_path) == []
+    (tmp_path / "GroupDPORun.lua").write_text((tmp_path / "GroupDPORun.lua").read_text().replace("Degraded", "Healthy", 1))
+    (tmp_path / "GAIPDataset.lua").unlink()
+    (tmp_path / "OldKind.lua").write_text("return {}")
+    drift = healthgen.check(tmp_path)
+    assert [line.split(":")[0].rsplit("/", 1)[-1] for line in drift] == ["GAIPDataset.lua", "GroupDPORun.lua", "OldKind.lua"]
+    assert "missing" in drift[0] and "differs" in drift[1] and "no such kind" in drift[2]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_only_a_kind_that_serves_waits_for_ready(kind):
+    serves = KINDS[kind].can_serve
+    assert ('ready ~= nil and ready.status == "True" then' in healthgen.health_check(KINDS[kind])) == serves
+    assert serves == (kind == "AdImageCampaign")
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)

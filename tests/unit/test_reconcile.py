@@ -42,7 +42,7 @@ def test_fresh_resource_creates_its_first_step_and_sets_every_condition():
     config = JobConfig.model_validate(decision.create_jobs[0].config)
     assert config.step == "train" and config.run.uri == plan.run_uri
     assert config.inputs["data"].digest == "sha256:data"
-    assert config.typed_spec() == res.spec
+    assert config.spec == res.spec
     assert decision.status.children.objects[0].name == decision.create_jobs[0].name
 
 

@@ -1,5 +1,6 @@
 """`osmf render` of every example: strictly valid objects, GPU pods shaped right, and job configs that
-the jobs' own config model and argument parser accept (the operator ↔ job contract)."""
+each job's own config model (`<Kind>Config` in its `config.py`) and argument parser accept (the
+operator ↔ job contract)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.unit.test_builders import validate
 
 from osmf_core.api import INVALID_INPUT_EXIT_CODE, KINDS
 from osmf_jobs.runtime import argument_parser, build_context, load_config
+from tests.factories import job_config_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -65,10 +67,11 @@ def test_every_job_command_and_config_is_accepted_by_its_job(rendered, tmp_path)
             args = argument_parser().parse_args(command[module_at + 1:])
             config_map = next(c for n, c in configs.items() if job["metadata"]["name"] in n)
             (text,) = config_map["data"].values()
-            config = load_config(text)
+            config = load_config(text, job_config_model(kind))  # the model the job's entry point loads with
             assert args.config.endswith(next(iter(config_map["data"])))
             assert config.kind == kind and config.step == job["metadata"]["labels"]["osmf.dev/step"]
             ctx = build_context(config)
+            assert isinstance(ctx.spec, KINDS[kind].spec_model)
             assert ctx.spec == KINDS[kind].spec_model.model_validate(json.loads(text)["spec"])
 
 

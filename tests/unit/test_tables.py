@@ -8,6 +8,7 @@ import pytest
 
 from osmf_core.store import open_store
 from osmf_jobs import tables as TB
+from tests.unit.test_store import store  # noqa: F401 - an empty store, file:// or on the S3 server
 from osmf_jobs.runtime import InvalidInput
 
 
@@ -85,3 +86,39 @@ def test_reads_from_s3(s3_server, tmp_path):
         client.upload_file(str(path), s3_server.bucket, f"world/{path.name}")
     tables = TB.read_tables(open_store(f"s3://{s3_server.bucket}/world"), ["age"])
     assert len(tables.users) == 2 and list(tables.users.columns) == ["user_id", "age"]
+
+
+# ---- any table: read_parquet / write_parquet ---------------------------------------------------
+
+
+def _groups(n: int, start: int = 0) -> pd.DataFrame:
+    return pd.DataFrame({
+        "product_id": [f"p{i}" for i in range(start, start + n)], "group_id": list(range(n)),
+        "centroid": [[float(i), 0.5] for i in range(n)],
+    })
+
+
+def test_write_then_read_round_trips_a_file_and_selects_columns(store):
+    TB.write_parquet(store, "groups.parquet", _groups(3))
+    pd.testing.assert_frame_equal(TB.read_parquet(store, "groups.parquet"), _groups(3))
+    assert list(TB.read_parquet(store, "groups.parquet", ["group_id", "product_id"]).columns) == ["group_id", "product_id"]
+
+
+def test_a_directory_of_parts_reads_as_one_table_in_part_order(store):
+    TB.write_parquet(store, "groups.parquet/part-1.parquet", _groups(2, start=5))
+    TB.write_parquet(store, "groups.parquet/part-0.parquet", _groups(3))
+    store.write_bytes("groups.parquet/_SUCCESS", b"")  # not a part: ignored
+    frame = TB.read_parquet(store, "groups.parquet", ["product_id"])
+    assert frame["product_id"].tolist() == ["p0", "p1", "p2", "p5", "p6"]
+
+
+def test_missing_table_column_or_bad_file_is_one_line_invalid_input(store):
+    with pytest.raises(InvalidInput, match=r"^AudienceGrouping 'g': .*/groups.parquet not found; use a Succeeded one$"):
+        TB.read_parquet(store, "groups.parquet", what="AudienceGrouping 'g'", fix="use a Succeeded one")
+    TB.write_parquet(store, "groups.parquet", _groups(2))
+    with pytest.raises(InvalidInput, match=r"groups.parquet: column\(s\) size, silhouette missing; re-run the producing stage"):
+        TB.read_parquet(store, "groups.parquet", ["product_id", "size", "silhouette"], what="grouping")
+    store.write_bytes("broken.parquet", b"PAR1 not parquet at all")
+    with pytest.raises(InvalidInput, match=r"grouping: .*broken.parquet is not readable parquet \(.*\); rewrite it") as info:
+        TB.read_parquet(store, "broken.parquet", what="grouping")
+    assert "\n" not in str(info.value)

@@ -1,6 +1,7 @@
+-- Generated from osmf_operator/healthgen.py by `osmf health-checks` (make generate). Do not edit.
 -- Argo CD health check for osmf.dev AdImageCampaign. Register it as
 -- resource.customizations.health.osmf.dev_AdImageCampaign in argocd-cm (charts/osmf/README.md).
--- As for the batch kinds, except that Healthy needs Ready=True too (images complete and serving
+-- As for the batch kinds, except that Healthy needs Ready=True too (outputs complete and serving
 -- ready); Succeeded=True with Ready not True is still Progressing (e.g. the InferenceService rolls out).
 local hs = {}
 local function condition(conditions, kind)

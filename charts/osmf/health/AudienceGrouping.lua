@@ -1,5 +1,6 @@
--- Argo CD health check for the osmf.dev batch kinds (AudienceGrouping, GAIPDataset, GMLLMTraining,
--- GroupDPORun; the four files are identical). Register it as
+-- Generated from osmf_operator/healthgen.py by `osmf health-checks` (make generate). Do not edit.
+-- Argo CD health check for the osmf.dev batch kinds, one identical file per kind:
+-- AudienceGrouping, GAIPDataset, GMLLMTraining, GroupDPORun. Register it as
 -- resource.customizations.health.osmf.dev_<Kind> in argocd-cm (charts/osmf/README.md).
 -- Order: an outdated status says nothing yet (Progressing); Stalled=True or Succeeded=False is
 -- Degraded; Succeeded=True is Healthy; Queued=True (waiting for Kueue quota) is Suspended.

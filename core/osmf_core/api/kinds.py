@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
+from ..layout import Campaign
 from .common import (
     ApiModel,
     ObjectRef,
@@ -22,8 +24,20 @@ from .common import (
     when_set,
     resources_default,
 )
+from .kindspec import Inherit, KindSpec, Ref, RequiredWhen, When
+from .roles import Role
 
 IMMUTABLE = "self == oldSelf"
+
+
+class Kind:
+    """The five kind names, for code that must name one; what a kind is and does is on its declaration."""
+
+    AUDIENCE_GROUPING = "AudienceGrouping"
+    GAIP_DATASET = "GAIPDataset"
+    GMLLM_TRAINING = "GMLLMTraining"
+    GROUP_DPO_RUN = "GroupDPORun"
+    AD_IMAGE_CAMPAIGN = "AdImageCampaign"
 
 
 def immutable_ref(description: str, optional: bool = False):
@@ -101,8 +115,10 @@ class PrivacySpec(ApiModel):
     min_group_size: int = Field(default=50, ge=1, le=1000000, description="No group smaller than this: smaller groups merge into the nearest one.")
 
 
-class AudienceGroupingSpec(ApiModel):
+class AudienceGroupingSpec(KindSpec):
     """Learn product-aware preference embeddings and discover audience groups per product (PAAG)."""
+
+    raw_data = "data.uri"
 
     data: DataSource = Field(description="The impression logs and catalog.")
     user_attributes: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
@@ -173,8 +189,11 @@ class CaptionerSpec(ApiModel):
         return self
 
 
-class GAIPDatasetSpec(ApiModel):
+class GAIPDatasetSpec(KindSpec):
     """Group-level CTR per (product, group, image) and preference pairs (GAIP)."""
+
+    references = (Ref(Role.GROUPING, "grouping_ref", Kind.AUDIENCE_GROUPING),)
+    inherits = (Inherit(Role.DATA, via=Role.GROUPING),)
 
     grouping_ref: ObjectRef = immutable_ref("The AudienceGrouping whose groups and logs are used.")
     min_impressions: int = Field(default=1000, ge=1, le=10**9, description="Keep a (product, group, image) only with at least this many impressions (CAIG 1000).")
@@ -225,16 +244,16 @@ class RewardSpec(ApiModel):
         "adds. A group-aware GRM scores with an explicit group × image term on the grouping's preference-model image features."))
 
 
-class GMLLMTrainingSpec(ApiModel):
+class GMLLMTrainingSpec(KindSpec):
     """Train the group-aware multimodal LLM (task pretrain) or its reward model (task reward)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": [
-            cel("self.task != 'reward' || has(self.initFromRef)", "task reward needs initFromRef (a pretrain run)", ".initFromRef"),
-            cel("self.task != 'pretrain' || has(self.baseModel)", "task pretrain needs baseModel", ".baseModel"),
-            cel("self.task == oldSelf.task", "task is immutable; create a new resource instead", ".task"),
-        ]},
-    }
+    references = (
+        Ref(Role.DATASET, "dataset_ref", Kind.GAIP_DATASET),
+        Ref(Role.INIT, "init_from_ref", Kind.GMLLM_TRAINING, task="pretrain", when=When("task", "reward"), hint="a pretrain run"),
+    )
+    inherits = (Inherit(Role.GROUPING, via=Role.DATASET),)
+    required_when = (RequiredWhen("base_model", When("task", "pretrain")),)
+    transition_rules = (cel("self.task == oldSelf.task", "task is immutable; create a new resource instead", ".task"),)
 
     task: Literal["pretrain", "reward"] = Field(description="pretrain: the G-MLLM; reward: the GRM initialised from a pretrain run.")
     dataset_ref: ObjectRef = immutable_ref("The GAIPDataset to train on.")
@@ -245,14 +264,6 @@ class GMLLMTrainingSpec(ApiModel):
     reward: RewardSpec = Field(default_factory=RewardSpec, description="Reward-model settings (task reward).")
     resources: Resources = resources_default(8, "32", "256Gi")
     run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries and deadlines.")
-
-    @model_validator(mode="after")
-    def _task_inputs(self) -> "GMLLMTrainingSpec":
-        if self.task == "reward" and self.init_from_ref is None:
-            raise ValueError("task reward needs initFromRef (a pretrain run)")
-        if self.task == "pretrain" and self.base_model is None:
-            raise ValueError("task pretrain needs baseModel")
-        return self
 
 
 # ---- GroupDPORun -------------------------------------------------------------------------------
@@ -296,8 +307,15 @@ class LoraSpec(ApiModel):
     )
 
 
-class GroupDPORunSpec(ApiModel):
+class GroupDPORunSpec(KindSpec):
     """Align the G-MLLM to group preferences with Group-DPO, judged by the GRM."""
+
+    references = (
+        Ref(Role.POLICY, "policy_ref", Kind.GMLLM_TRAINING, task="pretrain"),
+        Ref(Role.REWARD, "reward_model_ref", Kind.GMLLM_TRAINING, task="reward"),
+        Ref(Role.DATASET, "dataset_ref", Kind.GAIP_DATASET),
+    )
+    inherits = (Inherit(Role.GROUPING, via=Role.DATASET),)
 
     policy_ref: ObjectRef = immutable_ref("The pretrain GMLLMTraining to align.")
     reward_model_ref: ObjectRef = immutable_ref("The reward GMLLMTraining (GRM) that judges samples.")
@@ -348,18 +366,17 @@ class SelectionSpec(ApiModel):
         "rates below its best existing creative; false keeps generated images only."))
 
 
-class AdImageCampaignSpec(ApiModel):
+class AdImageCampaignSpec(KindSpec):
     """Generate one image per (product, audience group), pick the best, and serve them."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": [
-            # Field-level immutability only runs when old and new both have the field; this covers add/remove.
-            cel("has(self.rewardModelRef) == has(oldSelf.rewardModelRef)",
-                "rewardModelRef cannot be added or removed; create a new resource instead", ".rewardModelRef"),
-            cel("!has(self.selection) || !has(self.selection.scorer) || self.selection.scorer != 'rewardModel' || has(self.rewardModelRef)",
-                "selection.scorer rewardModel needs rewardModelRef", ".selection.scorer"),
-        ]},
-    }
+    references = (
+        Ref(Role.GROUPING, "grouping_ref", Kind.AUDIENCE_GROUPING),
+        Ref(Role.GENERATOR, "generator_ref", task="pretrain"),  # the kind is spec.generatorRef.kind
+        Ref(Role.REWARD, "reward_model_ref", Kind.GMLLM_TRAINING, task="reward", optional=True),
+    )
+    inherits = (Inherit(Role.DATA, via=Role.GROUPING), Inherit(Role.POLICY, via=Role.GENERATOR))
+    serving_section = "serving"
+    required_when = (RequiredWhen("reward_model_ref", When("selection.scorer", "rewardModel"), "a reward GMLLMTraining; or use preferenceModel"),)
 
     grouping_ref: ObjectRef = immutable_ref("The AudienceGrouping whose groups get images.")
     generator_ref: GeneratorRef = immutable_ref("The prompt generator: a GroupDPORun or a pretrain GMLLMTraining.")
@@ -379,8 +396,6 @@ class AdImageCampaignSpec(ApiModel):
 
     @model_validator(mode="after")
     def _replicas(self) -> "AdImageCampaignSpec":
-        if self.selection.scorer == "rewardModel" and self.reward_model_ref is None:
-            raise ValueError("selection.scorer rewardModel needs rewardModelRef (a reward GMLLMTraining); or use preferenceModel")
         if self.serving.min_replicas > self.serving.max_replicas:
             raise ValueError("serving.minReplicas must be <= serving.maxReplicas")
         return self
@@ -406,51 +421,117 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """One reference of a resource, resolved against its spec: what it points at and what that must be."""
+
+    role: str
+    kind: str
+    name: str
+    path: str  # the spec field that names it, e.g. spec.groupingRef.name
+    requires_task: str | None = None  # e.g. "pretrain" for a policy
+
+    def wrong_task(self, target: KindSpec) -> str | None:
+        """The referenced resource's task when it is not the one this reference needs, else None."""
+        if self.requires_task is None:
+            return None
+        task = getattr(target, TASK_FIELD, self.requires_task)
+        return task if task != self.requires_task else None
+
+
+TASK_FIELD = "task"  # the spec field of the kinds whose runs come in tasks (GMLLMTraining)
+
+
+@dataclass(frozen=True)
 class KindInfo:
+    """A kind's metadata; what its spec references, inherits and serves is declared on `spec_model` (KindSpec)."""
+
     kind: str
     plural: str
     short_name: str
-    spec_model: type[ApiModel]
+    spec_model: type[KindSpec]
     job_module: str
     steps: tuple[Step, ...]
     key_metrics: tuple[str, ...]  # the first one the manifest has becomes status.summary
     description: str
     extra_columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
+    report_page: str | None = None  # an HTML page in the run's artifact directory (the campaign's gallery)
 
     @property
     def singular(self) -> str:
         return self.kind.lower()
+
+    @property
+    def can_serve(self) -> bool:
+        return self.spec_model.serving_section is not None
+
+    @property
+    def has_task(self) -> bool:
+        return TASK_FIELD in self.spec_model.model_fields
+
+    def references(self, spec: KindSpec) -> list[Reference]:
+        """The resources `spec` consumes, by role, in declaration order."""
+        out = []
+        for ref in self.spec_model.references:
+            target = ref.target(spec)
+            if target is None:
+                continue
+            kind, name = target
+            task = ref.task if ref.task and KINDS[kind].has_task else None
+            out.append(Reference(ref.role, kind, name, ref.path, task))
+        return out
+
+    def raw_data_uri(self, spec: KindSpec) -> str | None:
+        """The URI of the raw data the spec names (its listing is fingerprinted), if the kind reads any."""
+        if self.spec_model.raw_data is None:
+            return None
+        value: object = spec
+        for part in self.spec_model.raw_data.split("."):
+            value = getattr(value, part)
+        return value
+
+    def serving(self, spec: KindSpec | None) -> ServingSpec | None:
+        """The serving settings when the kind serves and the spec enables it."""
+        section = self.spec_model.serving_section
+        if section is None or spec is None:
+            return None
+        serving = getattr(spec, section)
+        return serving if serving.enabled else None
+
+    def serves_wire(self, spec: dict) -> bool:
+        """`serving` on a spec as it arrived (camelCase dict), without parsing it."""
+        section = self.spec_model.serving_section
+        return section is not None and bool(((spec or {}).get(to_camel(section)) or {}).get("enabled"))
 
 
 KINDS: dict[str, KindInfo] = {
     info.kind: info
     for info in (
         KindInfo(
-            "AudienceGrouping", "audiencegroupings", "ag", AudienceGroupingSpec, "osmf_jobs.grouping",
+            Kind.AUDIENCE_GROUPING, "audiencegroupings", "ag", AudienceGroupingSpec, "osmf_jobs.grouping",
             (Step("train"), Step("cluster", sharded=True), Step("merge", gpu=False)),
             key_metrics=("auroc",), description="Discovers audience groups per product from impression logs (PAAG).",
         ),
         KindInfo(
-            "GAIPDataset", "gaipdatasets", "gaip", GAIPDatasetSpec, "osmf_jobs.gaip",
+            Kind.GAIP_DATASET, "gaipdatasets", "gaip", GAIPDatasetSpec, "osmf_jobs.gaip",
             (Step("aggregate", sharded=True), Step("merge", gpu=False)),
             key_metrics=("pairs",), description="Group-level CTR per (product, group, image) and preference pairs (GAIP).",
         ),
         KindInfo(
-            "GMLLMTraining", "gmllmtrainings", "gmllm", GMLLMTrainingSpec, "osmf_jobs.gmllm",
+            Kind.GMLLM_TRAINING, "gmllmtrainings", "gmllm", GMLLMTrainingSpec, "osmf_jobs.gmllm",
             (Step("train", distributed=True),),
             key_metrics=("pairwise_accuracy", "style_match", "eval_loss"), description="Trains the group-aware multimodal LLM (pretrain) or its reward model (reward).",
             extra_columns=(PrinterColumn("Task", ".spec.task"),),
         ),
         KindInfo(
-            "GroupDPORun", "groupdporuns", "gdpo", GroupDPORunSpec, "osmf_jobs.groupdpo",
+            Kind.GROUP_DPO_RUN, "groupdporuns", "gdpo", GroupDPORunSpec, "osmf_jobs.groupdpo",
             (Step("train", distributed=True),),
             key_metrics=("win_rate_vs_initial",), description="Aligns the G-MLLM to group preferences with Group-DPO.",
         ),
         KindInfo(
-            "AdImageCampaign", "adimagecampaigns", "aic", AdImageCampaignSpec, "osmf_jobs.campaign",
+            Kind.AD_IMAGE_CAMPAIGN, "adimagecampaigns", "aic", AdImageCampaignSpec, "osmf_jobs.campaign",
             (Step("generate", sharded=True), Step("merge", gpu=False)),
             key_metrics=("images",), description="Makes one image per (product, audience group) and serves them.",
-            extra_columns=(PrinterColumn("URL", ".status.children.url", priority=1),),
+            extra_columns=(PrinterColumn("URL", ".status.children.url", priority=1),), report_page=Campaign.REPORT_HTML,
         ),
     )
 }

@@ -4,9 +4,10 @@ from osmf_jobs.runtime import run_job
 
 
 def _run() -> None:
+    from osmf_jobs.campaign.config import AdImageCampaignConfig
     from osmf_jobs.campaign.main import main
 
-    run_job(main)
+    run_job(main, AdImageCampaignConfig)
 
 
 if __name__ == "__main__":

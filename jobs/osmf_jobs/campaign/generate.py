@@ -30,8 +30,8 @@ import numpy as np
 from osmf_core.api import Role
 from osmf_core.layout import Campaign, join
 from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_jobs.seeds import stable_seed
 
-from . import config as C
 from .inputs import (
     CatalogEntry,
     Group,
@@ -104,19 +104,13 @@ class CampaignGenerator:
         spec = ctx.spec
         ref = spec.generator_ref
         base, adapter = generator_stores(ctx)
-        try:
-            base_dir = gmodel_dir(base)
-        except FileNotFoundError:
-            raise InvalidInput(f"generator {ref.kind}/{ref.name}: {base.uri} holds no G-MLLM; it must be a pretrain GMLLMTraining run") from None
+        base_dir = gmodel_dir(base, f"generator {ref.kind}/{ref.name}", "it must be a pretrain GMLLMTraining run")
         role = read_gmodel_info(base_dir).get("role")
         if role != "policy":
             raise InvalidInput(f"generator {ref.kind}/{ref.name}: {base.uri} holds a {role} model; the generator must be a pretrain GMLLMTraining or a GroupDPORun")
         adapter_path = None
         if adapter is not None:
-            try:
-                adapter_path = adapter_dir(adapter)
-            except FileNotFoundError:
-                raise InvalidInput(f"generator {ref.kind}/{ref.name}: {adapter.uri} holds no LoRA adapter; re-run the GroupDPORun") from None
+            adapter_path = adapter_dir(adapter, f"generator GroupDPORun/{ref.name}", "it must hold a GroupDPORun's LoRA adapter; re-run the GroupDPORun")
         policy = GroupPolicy.load(base_dir, adapter=adapter_path)
         if policy.device.type == "cpu":
             import torch
@@ -127,7 +121,7 @@ class CampaignGenerator:
         if spec.reward_model_ref is not None and not ctx.has_input(Role.REWARD):
             raise InvalidInput(f"spec.rewardModelRef names {spec.reward_model_ref.name} but the job config has no 'reward' input; re-apply the campaign")
         reward = ctx.input_store(Role.REWARD) if ctx.has_input(Role.REWARD) else None
-        scorer, selection = make_scorer(spec.selection.scorer, ctx.input_store(Role.GROUPING), reward, ctx.scratch,
+        scorer, selection = make_scorer(spec.selection.scorer, ctx.input_store(Role.GROUPING), reward,
                                         "spec.selection.scorer", device=policy.device)
         return cls(spec, policy, scorer, selection, make_renderer(spec.rendering))
 
@@ -141,11 +135,11 @@ class CampaignGenerator:
         requests = [PromptRequest(r, entry.title, cutout) for r in reps]
         prompts = self.policy.generate_batch(
             requests, n=n, temperature=spec.generation.temperature,
-            seed=C.stable_seed("prompts", spec.rendering.seed, entry.product_id),
+            seed=stable_seed("prompts", spec.rendering.seed, entry.product_id),
             max_new_tokens=spec.generation.max_new_tokens,
         )
         flat = [(owner, i, text) for owner, rows in zip(owners, prompts) for i, text in enumerate(rows)]
-        seeds = [C.stable_seed("render", spec.rendering.seed, entry.product_id, "all" if o is None else o, i) for o, i, _ in flat]
+        seeds = [stable_seed("render", spec.rendering.seed, entry.product_id, "all" if o is None else o, i) for o, i, _ in flat]
         images = self.renderer.render_batch(cutout, [t for _, _, t in flat], seeds)
         candidates = [Candidate(image, GENERATED, owner, i, text) for (owner, i, text), image in zip(flat, images)]
         if spec.selection.include_logged:

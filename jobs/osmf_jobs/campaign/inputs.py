@@ -6,39 +6,19 @@ reference and says what to do.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from osmf_core.api import Role
+from osmf_core.api import Kind, Role
 from osmf_core.layout import MANIFEST, Dataset, Grouping, join
-from osmf_core.store import ArtifactStore, open_store, read_manifest
+from osmf_core.store import ArtifactStore
 from osmf_jobs import tables
+from osmf_jobs.runs import recorded_input
 from osmf_jobs.runtime import InvalidInput, JobContext
 
 GROUP_COLUMNS = ("product_id", "group_id", "size", "representatives")
-
-
-def read_table(store: ArtifactStore, rel: str, what: str, columns: list[str] | None = None):
-    """A parquet table of a store: one file, or a directory of parts (DESIGN §5)."""
-    import pandas as pd
-
-    local = store.local_path(rel)
-    if local is not None and local.is_file():
-        return pd.read_parquet(local, columns=columns)
-    parts = sorted(p for p in store.list(rel) if p.endswith(".parquet"))
-    if not parts:
-        raise InvalidInput(f"{what}: {join(store.uri, rel)} is missing")
-    frames = [pd.read_parquet(io.BytesIO(store.read_bytes(p)), columns=columns) for p in parts]
-    return pd.concat(frames, ignore_index=True)
-
-
-def require_columns(frame: Any, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"{what}: column(s) {', '.join(missing)} missing; re-run the producing stage with a current OSMF")
 
 
 @dataclass(frozen=True)
@@ -51,8 +31,7 @@ class Group:
 def load_groups(grouping: ArtifactStore) -> dict[str, list[Group]]:
     """product id → its groups, sorted by group id, from the grouping's groups.parquet."""
     where = join(grouping.uri, Grouping.GROUPS)
-    frame = read_table(grouping, Grouping.GROUPS, f"AudienceGrouping {grouping.uri}", columns=list(GROUP_COLUMNS))
-    require_columns(frame, GROUP_COLUMNS, where)
+    frame = tables.read_parquet(grouping, Grouping.GROUPS, list(GROUP_COLUMNS), f"AudienceGrouping {grouping.uri}")
     out: dict[str, list[Group]] = {}
     shapes = set()
     for product, group, size, reps in zip(frame["product_id"], frame["group_id"], frame["size"], frame["representatives"]):
@@ -146,14 +125,13 @@ def generator_stores(ctx: JobContext) -> tuple[ArtifactStore, ArtifactStore | No
     """
     ref = ctx.spec.generator_ref
     generator = ctx.input_store(Role.GENERATOR)
-    if ref.kind == "GMLLMTraining":
+    if ref.kind == Kind.GMLLM_TRAINING:
         return generator, None
     if ctx.has_input(Role.POLICY):
         return ctx.input_store(Role.POLICY), generator
-    found = read_manifest(generator)
-    for item in (found[0].get("inputs", []) if found else []):
-        if item.get("name") == Role.POLICY and item.get("uri"):
-            return open_store(item["uri"]), generator
+    policy = recorded_input(generator, Role.POLICY)
+    if policy is not None:
+        return policy, generator
     raise InvalidInput(
         f"generator GroupDPORun/{ref.name}: no 'policy' input in the job config and none recorded in {join(generator.uri, MANIFEST)}; "
         "re-run the GroupDPORun"

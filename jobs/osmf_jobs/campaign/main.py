@@ -10,10 +10,9 @@ from osmf_core.api import Role
 from osmf_core.layout import Campaign, join, shard_file
 from osmf_jobs.runtime import InvalidInput, JobContext
 
-from . import config as C
 from .generate import generate
 from .inputs import label, load_groups, resolve_products
-from .report import build_report, defining_attributes, image_reader, pipeline_stages
+from .report import REPORT_MAX_PRODUCTS, build_report, defining_attributes, image_reader, pipeline_stages
 
 
 def read_shard_records(ctx: JobContext) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -83,7 +82,7 @@ def merge(ctx: JobContext) -> None:
     ctx.store.write_json(Campaign.CAMPAIGN_JSON, campaign)
     ctx.store.write_json(Campaign.SERVING_CAMPAIGN_JSON, campaign)
     metrics = campaign_metrics(products, spec.images_per_group)
-    shown = [p["product_id"] for p in products[: C.REPORT_MAX_PRODUCTS]]
+    shown = [p["product_id"] for p in products[: REPORT_MAX_PRODUCTS]]
     profiles, note = defining_attributes(grouping, data, shown)
     page = build_report(campaign, metrics, pipeline_stages(inputs), profiles, note, image_reader(ctx.store))
     ctx.store.write_bytes(Campaign.REPORT_HTML, page.encode())

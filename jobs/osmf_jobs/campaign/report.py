@@ -22,11 +22,18 @@ from typing import Any, Callable
 
 from osmf_jobs import tables
 from osmf_jobs.runtime import InvalidInput
+from osmf_core.api import Kind
 from osmf_core.layout import Grouping
 from osmf_core.store import ArtifactStore, open_store, read_manifest
 
-from . import config as C
-from .inputs import read_table
+# The report embeds its images, so it is bounded: the first products by id, thumbnails at most this big.
+REPORT_MAX_PRODUCTS = 100
+REPORT_THUMBNAIL = 256
+# An attribute value "defines" a group when its share there is at least this many times its share
+# among all the product's users, and at least REPORT_MIN_SHARE of the group has it.
+REPORT_MIN_LIFT = 1.25
+REPORT_MIN_SHARE = 0.2
+REPORT_MAX_ATTRIBUTES = 3
 
 Profile = list[tuple[str, str, float, float]]  # (attribute, value, share in group, share in product)
 
@@ -48,7 +55,7 @@ def defining_attributes(grouping: ArtifactStore, data: ArtifactStore, products: 
         return {}, "the grouping recorded no attribute allow-list, so no attributes are shown"
     if not grouping.exists(Grouping.ASSIGNMENTS):
         return {}, f"the grouping has no {Grouping.ASSIGNMENTS}, so no attributes are shown"
-    assignments = read_table(grouping, Grouping.ASSIGNMENTS, "AudienceGrouping", columns=["product_id", "user_id", "group_id"])
+    assignments = tables.read_parquet(grouping, Grouping.ASSIGNMENTS, ["product_id", "user_id", "group_id"], Kind.AUDIENCE_GROUPING)
     assignments = assignments.assign(product_id=assignments["product_id"].astype(str))
     assignments = assignments[assignments["product_id"].isin(set(products))]
     try:
@@ -67,12 +74,12 @@ def defining_attributes(grouping: ArtifactStore, data: ArtifactStore, products: 
         for (pid, gid, value), count in per_group.items():
             share_group = count / group_sizes[(pid, gid)]
             share_product = per_product[(pid, value)] / product_sizes[pid]
-            if share_group >= C.REPORT_MIN_SHARE and share_group >= C.REPORT_MIN_LIFT * share_product:
+            if share_group >= REPORT_MIN_SHARE and share_group >= REPORT_MIN_LIFT * share_product:
                 profiles.setdefault((pid, int(gid)), []).append((attribute, value, float(share_group), float(share_product)))
     for key, items in profiles.items():
         items.sort(key=lambda t: (-t[2] / t[3], t[0], t[1]))
-        profiles[key] = items[: C.REPORT_MAX_ATTRIBUTES]
-    return profiles, f"values over-represented in the group (share ≥ {C.REPORT_MIN_LIFT}× the product's audience), from {', '.join(present)}"
+        profiles[key] = items[: REPORT_MAX_ATTRIBUTES]
+    return profiles, f"values over-represented in the group (share ≥ {REPORT_MIN_LIFT}× the product's audience), from {', '.join(present)}"
 
 
 def pipeline_stages(inputs: dict[str, Any], max_stages: int = 32) -> list[dict[str, Any]]:
@@ -101,14 +108,14 @@ def pipeline_stages(inputs: dict[str, Any], max_stages: int = 32) -> list[dict[s
         for item in manifest.get("inputs", []):
             if item.get("uri"):
                 queue.append((item.get("name", "?"), item["uri"]))
-    order = {"AudienceGrouping": 0, "GAIPDataset": 1, "GMLLMTraining": 2, "GroupDPORun": 3, "AdImageCampaign": 4}
+    order = {Kind.AUDIENCE_GROUPING: 0, Kind.GAIP_DATASET: 1, Kind.GMLLM_TRAINING: 2, Kind.GROUP_DPO_RUN: 3, Kind.AD_IMAGE_CAMPAIGN: 4}
     return sorted(stages, key=lambda s: (order.get(s["kind"], 9), s.get("end") or "", s["name"]))
 
 
 # ---- rendering -----------------------------------------------------------------------------------
 
 
-def thumbnail_data_uri(raw: bytes, limit: int = C.REPORT_THUMBNAIL) -> str:
+def thumbnail_data_uri(raw: bytes, limit: int = REPORT_THUMBNAIL) -> str:
     """A data: URI of the image scaled to fit `limit` (PNG when it has transparency, else JPEG)."""
     from PIL import Image
 
@@ -160,7 +167,7 @@ def build_report(campaign: dict[str, Any], metrics: dict[str, Any], stages: list
     products = campaign["products"]
     selection = campaign.get("selection") or {}
     scorer = selection.get("used", "score")
-    shown = products[: C.REPORT_MAX_PRODUCTS]
+    shown = products[: REPORT_MAX_PRODUCTS]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",

@@ -1,4 +1,5 @@
-"""The GAIPDataset job's typed configuration: the GAIPDataset spec (`osmf_core.api`), plus the split rule.
+"""The GAIPDataset job's typed configuration: a job config whose spec is the GAIPDataset spec
+(`osmf_core.api`); `run_job` loads it, so the job takes no other kind.
 
 Steps: `aggregate` (shard i of N: its share of products) and `merge`. What it writes is
 `osmf_core.layout.GAIP`.
@@ -6,12 +7,8 @@ Steps: `aggregate` (shard i of N: its share of products) and `merge`. What it wr
 
 from __future__ import annotations
 
-import hashlib
-
-from osmf_core.layout import GAIP
+from osmf_core.api import GAIPDatasetSpec, JobConfig
 
 
-def product_split(product_id: str, eval_fraction: float, seed: int) -> str:
-    """train/eval by a hash of (seed, product): the same wherever and in whatever shard it runs."""
-    digest = hashlib.sha256(f"{seed}\x1f{product_id}".encode()).digest()
-    return GAIP.EVAL if int.from_bytes(digest[:8], "big") / 2 ** 64 < eval_fraction else GAIP.TRAIN
+class GAIPDatasetConfig(JobConfig[GAIPDatasetSpec]):
+    """The config of a GAIPDataset step."""

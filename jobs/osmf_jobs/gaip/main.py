@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -12,27 +11,18 @@ from osmf_core.layout import METRICS, SHARD_DONE, GAIP, Dataset, Grouping, join
 from osmf_jobs import metrics as M
 from osmf_jobs import tables as TB
 from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_jobs.seeds import stable_unit
 
-from . import config as C
+USE_SUCCEEDED = "use a Succeeded AudienceGrouping"
 
 
 def main(ctx: JobContext) -> None:
     {"aggregate": aggregate, "merge": merge}[ctx.step](ctx)
 
 
-def _read_parquet(store: Any, rel: str, what: str, columns: list[str] | None = None) -> Any:
-    import pandas as pd
-
-    if not store.exists(rel):
-        raise InvalidInput(f"{what}: {join(store.uri, rel)} is missing; use a Succeeded AudienceGrouping")
-    frame = pd.read_parquet(io.BytesIO(store.read_bytes(rel)), columns=columns)
-    return frame
-
-
-def _write_parquet(store: Any, rel: str, frame: Any) -> None:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    store.write_bytes(rel, buffer.getvalue())
+def product_split(product_id: str, eval_fraction: float, seed: int) -> str:
+    """train/eval by a hash of (seed, product): the same wherever and in whatever shard it runs."""
+    return GAIP.EVAL if stable_unit(seed, product_id) < eval_fraction else GAIP.TRAIN
 
 
 def _pairs(kept: Any, low: float, high: float) -> Any:
@@ -58,9 +48,9 @@ def aggregate(ctx: JobContext) -> None:
     spec = ctx.spec
     grouping, data = ctx.input_store(Role.GROUPING), ctx.input_store(Role.DATA)
     label = f"AudienceGrouping {spec.grouping_ref.name!r}"
-    groups = _read_parquet(grouping, GAIP.GROUPS, label, ["product_id", "group_id", "centroid"])
+    groups = TB.read_parquet(grouping, GAIP.GROUPS, ["product_id", "group_id", "centroid"], label, USE_SUCCEEDED)
     mine = ctx.my_products(list(groups["product_id"].astype(str).unique()))
-    assignments = _read_parquet(grouping, Grouping.ASSIGNMENTS, label, ["product_id", "user_id", "group_id"])
+    assignments = TB.read_parquet(grouping, Grouping.ASSIGNMENTS, ["product_id", "user_id", "group_id"], label, USE_SUCCEEDED)
     assignments = assignments[assignments["product_id"].isin(set(mine))]
     impressions = TB.read_table(data, Dataset.IMPRESSIONS, Dataset.SCHEMAS[Dataset.IMPRESSIONS])
     products = TB.read_table(data, Dataset.PRODUCTS, {"product_id": TB.STRING, "title": TB.STRING})
@@ -87,9 +77,9 @@ def aggregate(ctx: JobContext) -> None:
     if kept["group_embedding"].isna().any():
         bad = kept[kept["group_embedding"].isna()].iloc[0]
         raise InvalidInput(f"{label}: assignments name group {int(bad['group_id'])} of product {bad['product_id']!r} that groups.parquet lacks; re-run the AudienceGrouping")
-    kept["split"] = [C.product_split(p, spec.split.eval_fraction, spec.split.seed) for p in kept["product_id"]]
+    kept["split"] = [product_split(p, spec.split.eval_fraction, spec.split.seed) for p in kept["product_id"]]
 
-    captioner = make_captioner(spec.captioner, ctx.scratch)
+    captioner = make_captioner(spec.captioner)
     unique = kept.drop_duplicates("image_id")[["image_id", "image_uri"]]
     pictures = [TB.read_image(data, uri, f"table 'images': image {iid!r}") for iid, uri in zip(unique["image_id"], unique["image_uri"])]
     captions = dict(zip(unique["image_id"], captioner.caption(pictures))) if pictures else {}
@@ -100,8 +90,8 @@ def aggregate(ctx: JobContext) -> None:
     samples = kept[list(GAIP.SAMPLE_COLUMNS)].sort_values(["product_id", "group_id", "image_id"]).reset_index(drop=True)
     pairs = _pairs(samples, spec.pairs.min_ctr_ratio, spec.pairs.max_ctr_ratio)
     shard = ctx.shard_store
-    _write_parquet(shard, GAIP.SAMPLES, samples)
-    _write_parquet(shard, GAIP.PAIRS, pairs)
+    TB.write_parquet(shard, GAIP.SAMPLES, samples)
+    TB.write_parquet(shard, GAIP.PAIRS, pairs)
     shard.write_json(SHARD_DONE, {
         "shard": ctx.shard_index, "shards": ctx.shard_count, "products": mine, "unassigned_impressions": unassigned,
         "impressions": int(len(joined)), "max_impressions_per_cell": max_impressions,
@@ -117,15 +107,15 @@ def merge(ctx: JobContext) -> None:
     samples, pairs, done = [], [], []
     for shard, info in ctx.finished_shards(SHARD_DONE, "aggregate"):
         done.append(info)
-        samples.append(pd.read_parquet(io.BytesIO(shard.read_bytes(GAIP.SAMPLES))))
-        pairs.append(pd.read_parquet(io.BytesIO(shard.read_bytes(GAIP.PAIRS))))
+        samples.append(TB.read_parquet(shard, GAIP.SAMPLES, what="aggregate shard", fix="re-run the aggregate step"))
+        pairs.append(TB.read_parquet(shard, GAIP.PAIRS, what="aggregate shard", fix="re-run the aggregate step"))
     samples_frame = pd.concat(samples, ignore_index=True).sort_values(["product_id", "group_id", "image_id"]).reset_index(drop=True)
     pairs_frame = pd.concat(pairs, ignore_index=True).reset_index(drop=True)
     if samples_frame.empty:
         most = max((d["max_impressions_per_cell"] for d in done), default=0)
         raise InvalidInput(f"spec.minImpressions: no (product, group, image) has {spec.min_impressions} impressions (the most is {most}); lower spec.minImpressions")
-    _write_parquet(ctx.store, GAIP.SAMPLES, samples_frame)
-    _write_parquet(ctx.store, GAIP.PAIRS, pairs_frame)
+    TB.write_parquet(ctx.store, GAIP.SAMPLES, samples_frame)
+    TB.write_parquet(ctx.store, GAIP.PAIRS, pairs_frame)
     ctx.store.write_bytes(GAIP.GROUPS, grouping.read_bytes(GAIP.GROUPS))
 
     ndcg, per_product = M.ndcg_between_groups(samples_frame)

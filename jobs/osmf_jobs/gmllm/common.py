@@ -9,17 +9,10 @@ import torch
 
 from osmf_core.layout import GModel
 from osmf_jobs.gmodel.model import GroupMLLM, save_gmodel
-from osmf_jobs.gmodel.training import (
-    Checkpointer,
-    Device,
-    FitSettings,
-    broadcast_trainable,
-    load_trainable_state,
-    rng_state,
-    set_rng_state,
-    share_checkpoint,
-    training_state,
-)
+from osmf_jobs.gmodel.training.checkpoint import Checkpointer, load_trainable_state, rng_state, set_rng_state, share_checkpoint, training_state
+from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.fit import FitSettings
+from osmf_jobs.gmodel.training.parallel import broadcast_trainable
 
 
 def fit_settings(training: Any) -> FitSettings:

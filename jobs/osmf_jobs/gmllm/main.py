@@ -7,7 +7,7 @@ from typing import Any
 from osmf_core.layout import CHECKPOINTS, METRICS
 from osmf_jobs.runtime import JobContext
 
-from .config import resolve_inputs
+from .inputs import resolve_inputs
 
 
 def main(ctx: JobContext) -> None:
@@ -16,7 +16,7 @@ def main(ctx: JobContext) -> None:
     import torch
 
     from osmf_jobs.gmodel.data import load_gaip
-    from osmf_jobs.gmodel.training import barrier, quiet_transformers, seed_everything, setup_device
+    from osmf_jobs.gmodel.training.device import barrier, quiet_transformers, seed_everything, setup_device
 
     quiet_transformers()
     spec = ctx.spec

@@ -14,10 +14,13 @@ from osmf_core.layout import GModel
 from osmf_jobs.gmodel.batching import answer_logprobs, examples_batch
 from osmf_jobs.gmodel.data import Example, GaipData, eval_subset, pretrain_examples
 from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answers
-from osmf_jobs.gmodel.location import hf_model_dir
 from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava
 from osmf_jobs.gmodel.text import match_rate, style_vocabulary, style_words
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.fit import fit
+from osmf_jobs.gmodel.training.parallel import freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.progress import ProgressReporter
+from osmf_jobs.model_dirs import HF_CONFIG, model_dir
 from osmf_jobs.runtime import InvalidInput, one_line
 
 from .common import Resume, fit_settings, publish_model
@@ -37,10 +40,7 @@ def build_model(spec: Any, data: GaipData) -> tuple[GroupMLLM, Any, dict[str, An
         mllm, processor = build_tiny_llava(sorted(data.vocabulary(style_vocabulary())), seed=spec.training.seed, max_length=spec.training.max_length)
         train_vision = True  # a random vision tower has to learn
     else:
-        try:
-            path = hf_model_dir(uri)
-        except FileNotFoundError as error:
-            raise InvalidInput(f"spec.baseModel.uri {uri}: {one_line(error)}; point it at a LLaVA-class model directory") from None
+        path = model_dir(uri, "spec.baseModel.uri", HF_CONFIG, "point it at a LLaVA-class model directory")
         try:
             mllm, processor = load_hf_llava(path)
         except Exception as error:  # noqa: BLE001 - any loader failure means the URI names no usable model

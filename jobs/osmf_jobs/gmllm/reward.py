@@ -27,7 +27,10 @@ from osmf_jobs.gmodel.data import GaipData, PairExample, eval_subset, reward_exa
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
 from osmf_jobs.gmodel.model import GroupMLLM, load_gmodel
-from osmf_jobs.gmodel.training import Device, ProgressReporter, fit, freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.fit import fit
+from osmf_jobs.gmodel.training.parallel import freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.progress import ProgressReporter
 from osmf_jobs.runtime import InvalidInput
 
 from .common import Resume, fit_settings, publish_model
@@ -106,7 +109,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     train = reward_examples(data, train=True)
     held_out = eval_subset(reward_examples(data, train=False), EVAL_MAX_PAIRS,
                            key=lambda p: (p.product_id, p.group_id, p.chosen_uri, p.rejected_uri))
-    model, processor, info = load_gmodel(gmodel_dir(inputs.init), reward_head=True)
+    model, processor, info = load_gmodel(gmodel_dir(inputs.init, "spec.initFromRef"), reward_head=True)
     if model.group_dim != data.group_dim or model.n_vectors != data.n_vectors:
         raise InvalidInput(
             f"spec.initFromRef: the pretrain run reads {model.n_vectors}×{model.group_dim} group vectors but this grouping has "
@@ -198,7 +201,7 @@ def preference_model_accuracy(ctx: Any, grouping: Any, data: GaipData, pairs: li
     """The grouping's preference model, as a scorer, on the same held-out pairs (what `auto` compares)."""
     from osmf_jobs.scoring import PreferenceModelScorer, pairwise_accuracy as scorer_accuracy
 
-    scorer = PreferenceModelScorer(grouping, ctx.scratch, "spec.datasetRef")
+    scorer = PreferenceModelScorer(grouping, "spec.datasetRef")
     rows = [(data.representatives[(p.product_id, p.group_id)], data.titles[p.product_id], data.image(p.chosen_uri), data.image(p.rejected_uri))
             for p in pairs]
     value = scorer_accuracy(scorer, rows)

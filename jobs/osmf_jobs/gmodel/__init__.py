@@ -18,8 +18,8 @@ Inference API (what the campaign and Group-DPO use)::
     scores = grm.score_batch([reps, ...], [title, ...], [image, ...])
 
 `pretrain_run`, `reward_run` and `dpo_run` are an `ArtifactStore` of the run directory, its URI
-(s3://, file://, a path), or the model/adapter directory itself; S3 content is downloaded once into
-`$OSMF_MODEL_CACHE` (default ~/.cache/osmf/models). `reps` is a (10, 128) float array (one row of
+(s3://, file://, a path), or the model/adapter directory itself; S3 content is downloaded once per
+node into `$OSMF_MODEL_CACHE` (default ~/.cache/osmf/models; see `osmf_jobs.model_dirs`). `reps` is a (10, 128) float array (one row of
 `groups.parquet`'s `representatives`); images are PIL images. Same inputs and seed → same prompts.
 `device`/`dtype` default to CUDA + bf16 when a GPU is present, else CPU + fp32.
 
@@ -30,8 +30,10 @@ Building blocks (for training code):
 - `data`: reading a GAIP run + grouping into training examples for the four pretrain tasks and
   the GRM's pairs; group profiles from attribute statistics.
 - `text`: templates, the word splitter, style-word matching (the "learning is real" metric).
-- `location`: model URIs → local directories (`gmodel_dir`, `adapter_dir`, `hf_model_dir`).
-- `training`: distributed setup, checkpoints in the artifact store, LR schedules.
+- `location`: where a run keeps its G-MLLM or adapter, as a local directory (`gmodel_dir`,
+  `adapter_dir`, through `osmf_jobs.model_dirs`), and a run's model role.
+- `training`: device and precision, DDP/FSDP wrapping, checkpoints in the artifact store, the LR
+  schedule and data order, the fit loop, progress (one module each).
 
 Model directory layout: see `model`. Heavy imports (torch, transformers) happen on first use of
 the names below, so `import osmf_jobs.gmodel` stays cheap.

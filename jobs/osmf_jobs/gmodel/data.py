@@ -13,7 +13,6 @@ the value most over-represented in the group relative to all the product's users
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from osmf_core.api import Kind
 from osmf_core.layout import GAIP, Dataset, Grouping
 from osmf_jobs.runtime import InvalidInput
+from osmf_jobs.seeds import stable_unit
+from osmf_jobs.tables import read_parquet, read_users, require_columns
 
 from .text import TASKS, instruction, product_answer, template_words, words
 
@@ -43,33 +45,6 @@ PREFER_PAIRS_PER_GROUP: int | None = 2  # prefer examples per training (product,
 PROMPT_REPEATS = 3  # copies of each training prompt example per epoch
 
 GroupKey = tuple[str, int]
-
-
-def read_table(store: Any, rel: str, what: str):
-    """A parquet table of a store (a file, or a directory of parts)."""
-    import pandas as pd
-
-    local = store.local_path(rel)
-    if local is not None:
-        if not local.exists():
-            raise InvalidInput(f"{what}: {store.uri}/{rel} is missing")
-        return pd.read_parquet(local)
-    parts = [p for p in store.list(rel) if p.endswith(".parquet")]
-    if not parts:
-        raise InvalidInput(f"{what}: {store.uri}/{rel} is missing")
-    return pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(p))) for p in sorted(parts)], ignore_index=True)
-
-
-def require_columns(frame: Any, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"{what}: column(s) {', '.join(missing)} missing; re-run the producing stage with a current OSMF")
-
-
-def stable_unit(*parts: Any) -> float:
-    """A deterministic number in [0, 1) from the parts (order of options, splits)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 @dataclass
@@ -163,39 +138,21 @@ def _load_image(data_store: Any, uri: str):
     return image
 
 
-def data_root(dataset_store: Any, grouping_store: Any, explicit: Any = None) -> Any:
-    """The logs root (products, images, users): the job's `data` input, else the one the GAIP run
-    or the grouping recorded as its `data` input in its manifest."""
-    from osmf_core.store import open_store, read_manifest
-
-    if explicit is not None:
-        return explicit
-    for store in (dataset_store, grouping_store):
-        found = read_manifest(store)
-        for item in (found[0].get("inputs", []) if found else []):
-            if item.get("name") == "data" and item.get("uri"):
-                return open_store(item["uri"])
-    raise InvalidInput(
-        f"no data root: neither {dataset_store.uri} nor {grouping_store.uri} records a 'data' input in its manifest; "
-        "re-run the GAIPDataset or pass a 'data' input"
-    )
-
-
 def load_gaip(dataset_store: Any, grouping_store: Any, data_store: Any, need_pairs: bool) -> GaipData:
-    samples = read_table(dataset_store, GAIP.SAMPLES, "GAIP dataset")
-    require_columns(samples, SAMPLE_COLUMNS, f"GAIP {GAIP.SAMPLES}")
+    samples = read_parquet(dataset_store, GAIP.SAMPLES, what="GAIP dataset")
+    require_columns(samples.columns, SAMPLE_COLUMNS, f"GAIP {GAIP.SAMPLES}")
     if samples.empty:
         raise InvalidInput(f"GAIP dataset {dataset_store.uri}: {GAIP.SAMPLES} is empty; lower the GAIPDataset's minImpressions")
-    pairs = read_table(dataset_store, GAIP.PAIRS, "GAIP dataset") if dataset_store.exists(GAIP.PAIRS) else None
+    pairs = read_parquet(dataset_store, GAIP.PAIRS, what="GAIP dataset") if dataset_store.exists(GAIP.PAIRS) else None
     if pairs is not None:
-        require_columns(pairs, PAIR_COLUMNS, f"GAIP {GAIP.PAIRS}")
+        require_columns(pairs.columns, PAIR_COLUMNS, f"GAIP {GAIP.PAIRS}")
     if need_pairs and (pairs is None or not (pairs["split"] == TRAIN).any()):
         raise InvalidInput(
             f"GAIP dataset {dataset_store.uri} has no training pairs; the reward task needs them "
             "(lower the GAIPDataset's minImpressions or widen its pairs band)"
         )
-    groups = read_table(grouping_store, Grouping.GROUPS, "AudienceGrouping")
-    require_columns(groups, GROUP_COLUMNS, f"grouping {Grouping.GROUPS}")
+    groups = read_parquet(grouping_store, Grouping.GROUPS, what=Kind.AUDIENCE_GROUPING)
+    require_columns(groups.columns, GROUP_COLUMNS, f"grouping {Grouping.GROUPS}")
     representatives = {
         (str(p), int(g)): np.stack([np.asarray(v, dtype=np.float32) for v in reps])
         for p, g, reps in zip(groups["product_id"], groups["group_id"], groups["representatives"])
@@ -225,8 +182,7 @@ def load_gaip(dataset_store: Any, grouping_store: Any, data_store: Any, need_pai
 
 def _products(data_store: Any, samples: Any) -> dict[str, str]:
     """Product cut-out URIs from the products table (falls back to nothing: callers check)."""
-    products = read_table(data_store, Dataset.table_file(Dataset.PRODUCTS), "data root")
-    require_columns(products, ("product_id", "image_uri"), "products table")
+    products = read_parquet(data_store, Dataset.table_file(Dataset.PRODUCTS), ["product_id", "image_uri"], "data root")
     uris = dict(zip(products["product_id"].astype(str), products["image_uri"].astype(str)))
     missing = sorted(set(samples["product_id"]) - set(uris))
     if missing:
@@ -242,9 +198,11 @@ def _profiles(groups: Any, grouping_store: Any, data_store: Any) -> tuple[dict[G
     attributes = recorded_attributes(grouping_store)
     if not attributes or not grouping_store.exists(Grouping.ASSIGNMENTS):
         return {}, "none (no profile column, or no assignments and allowed attributes in the grouping)"
-    assignments = read_table(grouping_store, Grouping.ASSIGNMENTS, "AudienceGrouping")
-    users = read_table(data_store, Dataset.table_file(Dataset.USERS), "data root")
-    attributes = [a for a in attributes if a in users.columns]
+    assignments = read_parquet(grouping_store, Grouping.ASSIGNMENTS, ["product_id", "user_id", "group_id"], Kind.AUDIENCE_GROUPING)
+    try:
+        users = read_users(data_store, attributes)  # projected: only user_id + the grouping's allow-list
+    except InvalidInput as error:
+        return {}, f"none (the users table cannot be read for the grouping's attributes: {error})"
     return derive_profiles(assignments, users, attributes), f"derived from assignments + users ({', '.join(attributes)})"
 
 

@@ -1,68 +1,46 @@
-"""Where models live: URIs and artifact stores → local directories (S3 is downloaded once to a cache)."""
+"""Where a G-MLLM, a GRM or a LoRA adapter is inside a run, as a local directory (through the jobs'
+one model resolver, `osmf_jobs.model_dirs`: local runs in place, S3 once per node)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from osmf_core.layout import GModel, GroupDPO
+from osmf_core.store import ArtifactStore, open_store
+from osmf_jobs.model_dirs import model_dir
+from osmf_jobs.runtime import InvalidInput
 
 ADAPTER_CONFIG = "adapter_config.json"  # peft's marker of an adapter directory
-HF_CONFIG = "config.json"  # a Hugging Face model directory's marker
+MODEL_INFO = f"{GModel.MODEL_DIR}/{GModel.INFO}"  # a GMLLMTraining run's G-MLLM, by its info file
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("OSMF_MODEL_CACHE") or Path.home() / ".cache" / "osmf" / "models")
-
-
-def _store(source: Any):
-    from osmf_core.store import open_store
-
+def _store(source: Any) -> ArtifactStore:
     return open_store(source) if isinstance(source, (str, Path)) else source
 
 
-def local_dir(source: Any, marker: str | None = None) -> Path:
-    """A local directory holding `source` (a store, a URI or a path).
-
-    Local stores are used in place; remote ones are downloaded to the cache, keyed by URI, and a
-    `.complete` file marks a finished download so an interrupted one is redone. `marker` names a file
-    that must exist in the directory (a clear error instead of a confusing one later).
-    """
+def _inner(source: Any, directory: str, marker: str) -> ArtifactStore:
+    """A run's `directory` when `source` is the run, else `source` itself (the directory)."""
     store = _store(source)
-    path = store.local_path("")
-    if path is None:
-        path = cache_root() / hashlib.sha256(store.uri.encode()).hexdigest()[:24]
-        if not (path / ".complete").exists():
-            if path.exists():
-                shutil.rmtree(path)
-            store.download("", path)
-            (path / ".complete").write_text(store.uri)
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"{store.uri}: no such directory")
-    if marker is not None and not (Path(path) / marker).exists():
-        raise FileNotFoundError(f"{store.uri}: no {marker} there")
-    return Path(path)
+    if not store.exists(marker) and store.exists(f"{directory}/{marker}"):
+        return store.child(directory)
+    return store
 
 
-def gmodel_dir(source: Any) -> Path:
-    """The G-MLLM directory of a model directory or of a GMLLMTraining run directory."""
-    store = _store(source)
-    if not store.exists(GModel.INFO) and store.exists(f"{GModel.MODEL_DIR}/{GModel.INFO}"):
-        store = store.child(GModel.MODEL_DIR)
-    return local_dir(store, marker=GModel.INFO)
+def gmodel_dir(source: Any, what: str = "G-MLLM", fix: str = "point it at a GMLLMTraining run") -> Path:
+    """The G-MLLM directory of a GMLLMTraining run or of the model directory itself (a store, a URI
+    or a path); InvalidInput "<what>: <uri> has no gmodel.json; <fix>" when there is none."""
+    return model_dir(_inner(source, GModel.MODEL_DIR, GModel.INFO), what, GModel.INFO, fix)
 
 
-def adapter_dir(source: Any) -> Path:
-    """The LoRA adapter directory of an adapter directory or of a GroupDPORun run directory."""
-    store = _store(source)
-    if not store.exists(ADAPTER_CONFIG) and store.exists(f"{GroupDPO.ADAPTER_DIR}/{ADAPTER_CONFIG}"):
-        store = store.child(GroupDPO.ADAPTER_DIR)
-    return local_dir(store, marker=ADAPTER_CONFIG)
+def adapter_dir(source: Any, what: str = "LoRA adapter", fix: str = "point it at a GroupDPORun run") -> Path:
+    """The LoRA adapter directory of a GroupDPORun run or of the adapter directory itself."""
+    return model_dir(_inner(source, GroupDPO.ADAPTER_DIR, ADAPTER_CONFIG), what, ADAPTER_CONFIG, fix)
 
 
-def hf_model_dir(uri: str) -> Path:
-    """A Hugging Face model directory (LLaVA-class) named by s3://, file:// or a local path."""
-    return local_dir(uri, marker=HF_CONFIG)
+def model_role(run: ArtifactStore, field: str) -> str:
+    """The role (`policy` or `reward`) of the G-MLLM a GMLLMTraining run holds, read from the store
+    without downloading the model."""
+    if not run.exists(MODEL_INFO):
+        raise InvalidInput(f"{field}: {run.uri} holds no G-MLLM ({MODEL_INFO} missing); point it at a GMLLMTraining run")
+    return str(run.read_json(MODEL_INFO).get("role"))

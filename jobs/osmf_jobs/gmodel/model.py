@@ -241,11 +241,9 @@ def load_gmodel(path: Path, reward_head: bool | None = None, dtype: torch.dtype 
 
 def image_stats_encoder(uri: str) -> Any:
     """The image encoder whose statistics feed the interaction (the grouping's, by its URI)."""
-    import tempfile
-
     from osmf_jobs.paag.encoders import ImageEncoder
 
-    return ImageEncoder(uri, Path(tempfile.gettempdir()) / "osmf-stats-encoder")
+    return ImageEncoder(uri, "the GRM's interaction (the grouping's spec.model.imageEncoder)")
 
 
 def load_hf_llava(path: Path, dtype: torch.dtype = torch.float32):

@@ -16,7 +16,7 @@ from typing import Any
 from osmf_core.layout import CHECKPOINTS, METRICS, GroupDPO
 from osmf_jobs.runtime import InvalidInput, JobContext
 
-from .config import resolve_inputs
+from .inputs import resolve_inputs
 
 SAMPLE_CHUNK = 8  # (product, group) requests per generate call
 EVAL_MAX_GROUPS = 512  # held-out groups in the final comparison
@@ -53,7 +53,9 @@ def ranked_pairs(texts: list[str], scores: list[float], limit: int) -> list[tupl
 
 
 def stable_seed(*parts: Any) -> int:
-    from osmf_jobs.gmodel.data import stable_unit
+    """A sampling or render seed in [0, 2^31) from the parts (`seeds.stable_seed` spreads the bits
+    differently; this one keeps the seeds earlier Group-DPO runs used)."""
+    from osmf_jobs.seeds import stable_unit
 
     return int(stable_unit(*parts) * 2**31)
 
@@ -68,7 +70,8 @@ def main(ctx: JobContext, scorer_factory: Any = None) -> None:
     from osmf_jobs.gmodel.data import load_gaip
     from osmf_jobs.gmodel.location import gmodel_dir
     from osmf_jobs.gmodel.model import load_gmodel
-    from osmf_jobs.gmodel.training import Checkpointer, barrier, quiet_transformers, seed_everything, setup_device
+    from osmf_jobs.gmodel.training.checkpoint import Checkpointer
+    from osmf_jobs.gmodel.training.device import barrier, quiet_transformers, seed_everything, setup_device
     from osmf_jobs.render import make_renderer
 
     quiet_transformers()
@@ -84,10 +87,10 @@ def main(ctx: JobContext, scorer_factory: Any = None) -> None:
         raise InvalidInput(f"GAIP dataset {inputs.dataset.uri} has no training products; check the GAIPDataset's split")
     # Frozen weights in the compute precision on GPU; the LoRA weights stay fp32 (peft's default).
     base_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(device.precision, torch.float32)
-    model, processor, info = load_gmodel(gmodel_dir(inputs.policy), reward_head=False, dtype=base_dtype, device=device.device)
+    model, processor, info = load_gmodel(gmodel_dir(inputs.policy, "spec.policyRef"), reward_head=False, dtype=base_dtype, device=device.device)
     if scorer_factory is None:
         from osmf_jobs.scoring import make_scorer as scorer_factory
-    scorer, reward_choice = scorer_factory(dpo.reward, inputs.grouping, inputs.reward, ctx.scratch, "spec.dpo.reward", device.device)
+    scorer, reward_choice = scorer_factory(dpo.reward, inputs.grouping, inputs.reward, "spec.dpo.reward", device.device)
     judges = [("spec.policyRef", model)] + ([("spec.rewardModelRef", scorer.grm.model)] if hasattr(scorer, "grm") else [])
     for name, gm in judges:
         if (gm.n_vectors, gm.group_dim) != (data.n_vectors, data.group_dim):
@@ -104,7 +107,7 @@ def main(ctx: JobContext, scorer_factory: Any = None) -> None:
     rounds: list[dict[str, Any]] = []
     start_round = 0
     if found is not None:
-        from osmf_jobs.gmodel.training import load_trainable_state, set_rng_state
+        from osmf_jobs.gmodel.training.checkpoint import load_trainable_state, set_rng_state
 
         start_round, state = found
         load_trainable_state(model, state["lora"])
@@ -116,7 +119,7 @@ def main(ctx: JobContext, scorer_factory: Any = None) -> None:
     for round_index in range(start_round, dpo.rounds):
         rounds.append(job.run_round(round_index, train_keys))
         if device.is_main and round_index + 1 < dpo.rounds:
-            from osmf_jobs.gmodel.training import rng_state, trainable_state
+            from osmf_jobs.gmodel.training.checkpoint import rng_state, trainable_state
 
             checkpointer.save(round_index + 1, {"lora": trainable_state(model), "rng": rng_state(), "rounds": rounds})
         barrier(device)
@@ -167,7 +170,7 @@ class GroupDPOJob:
     """One run's state: the policy (LoRA on), the frozen reward and renderer, and the data."""
 
     def __init__(self, ctx: Any, inputs: Any, data: Any, model: Any, processor: Any, peft_model: Any, scorer: Any, renderer: Any, device: Any):
-        from osmf_jobs.gmodel.training import ProgressReporter
+        from osmf_jobs.gmodel.training.progress import ProgressReporter
 
         self.ctx, self.inputs, self.data = ctx, inputs, data
         self.model, self.processor, self.peft_model = model, processor, peft_model

@@ -4,9 +4,10 @@ from osmf_jobs.runtime import run_job
 
 
 def _run() -> None:
+    from osmf_jobs.grouping.config import AudienceGroupingConfig
     from osmf_jobs.grouping.main import main
 
-    run_job(main)
+    run_job(main, AudienceGroupingConfig)
 
 
 if __name__ == "__main__":

@@ -41,10 +41,10 @@ def train(ctx: JobContext) -> None:
     from osmf_jobs.paag import encoders as E
     from osmf_jobs.paag import export, train as T
 
-    text = E.TextEncoder(spec.model.text_encoder, ctx.scratch)
+    text = E.TextEncoder(spec.model.text_encoder)
     title_tokens, title_mask = text.encode(list(products["title"]))
     del text
-    image = E.ImageEncoder(spec.model.image_encoder, ctx.scratch)
+    image = E.ImageEncoder(spec.model.image_encoder)
     _, image_tokens = image.encode(product_images)
     creative_stats, _ = image.encode(creative_images)
     del image, product_images, creative_images
@@ -143,26 +143,14 @@ def cluster(ctx: JobContext) -> None:
             }))
         ctx.progress(start + len(chunk), len(mine))
     shard = ctx.shard_store
-    _write_parquet(shard, Grouping.GROUPS, pd.DataFrame(group_rows, columns=list(Grouping.GROUP_COLUMNS)))
+    TB.write_parquet(shard, Grouping.GROUPS, pd.DataFrame(group_rows, columns=list(Grouping.GROUP_COLUMNS)))
     frame = pd.concat(assignment_frames, ignore_index=True) if assignment_frames else pd.DataFrame(columns=["product_id", "user_id", "group_id"])
-    _write_parquet(shard, Grouping.ASSIGNMENTS, frame)
+    TB.write_parquet(shard, Grouping.ASSIGNMENTS, frame)
     shard.write_json(SHARD_DONE, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": mine})
     ctx.progress(len(mine), max(len(mine), 1), force=True)
 
 
 CLUSTER_CHUNK = 32  # products embedded and grouped together
-
-
-def _write_parquet(store: Any, rel: str, frame: Any) -> None:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    store.write_bytes(rel, buffer.getvalue())
-
-
-def _read_parquet(store: Any, rel: str) -> Any:
-    import pandas as pd
-
-    return pd.read_parquet(io.BytesIO(store.read_bytes(rel)))
 
 
 # ---- merge ---------------------------------------------------------------------------------------
@@ -176,15 +164,15 @@ def merge(ctx: JobContext) -> None:
     groups, assignments, covered = [], [], []
     for shard, done in ctx.finished_shards(SHARD_DONE, "cluster"):
         covered += done["products"]
-        groups.append(_read_parquet(shard, Grouping.GROUPS))
-        assignments.append(_read_parquet(shard, Grouping.ASSIGNMENTS))
+        groups.append(TB.read_parquet(shard, Grouping.GROUPS, what="cluster shard", fix="re-run the cluster step"))
+        assignments.append(TB.read_parquet(shard, Grouping.ASSIGNMENTS, what="cluster shard", fix="re-run the cluster step"))
     model_products = ctx.store.read_json(Grouping.MODEL_CONFIG)["products"]
     if sorted(covered) != sorted(model_products):
         raise InvalidInput(f"the shards cover {len(covered)} products, the model has {len(model_products)}; re-run the cluster step with shards={ctx.shard_count}")
     group_frame = pd.concat(groups, ignore_index=True).sort_values(["product_id", "group_id"]).reset_index(drop=True)
     assignment_frame = pd.concat(assignments, ignore_index=True).sort_values(["product_id", "user_id"]).reset_index(drop=True)
-    _write_parquet(ctx.store, Grouping.GROUPS, group_frame)
-    _write_parquet(ctx.store, Grouping.ASSIGNMENTS, assignment_frame)
+    TB.write_parquet(ctx.store, Grouping.GROUPS, group_frame)
+    TB.write_parquet(ctx.store, Grouping.ASSIGNMENTS, assignment_frame)
 
     train_metrics = ctx.store.read_json(Grouping.TRAIN_METRICS)
     per_product = group_frame.groupby("product_id")

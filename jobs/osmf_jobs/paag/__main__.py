@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from osmf_core.store import open_store
+
 INVALID = 65
 
 
@@ -29,19 +31,24 @@ def _fail(message: str) -> int:
 
 
 def _read_frame(path: str):
+    """A csv file, or a parquet table through the jobs' reader (a file or a directory of parts)."""
     import pandas as pd
+
+    from osmf_jobs.tables import read_parquet
 
     if path.endswith(".csv"):
         return pd.read_csv(path, dtype={"user_id": str, "product_id": str, "image_id": str})
-    return pd.read_parquet(path)
+    return read_parquet(open_store(Path(path).parent), Path(path).name, what="--impressions")
 
 
 def _write_frame(frame, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from osmf_jobs.tables import write_parquet
+
     if path.endswith(".csv"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
     else:
-        frame.to_parquet(path, index=False)
+        write_parquet(open_store(Path(path).parent), Path(path).name, frame)
 
 
 def assign(args: argparse.Namespace) -> int:
@@ -108,7 +115,6 @@ def score(args: argparse.Namespace) -> int:
     from osmf_jobs import tables as TB
     from osmf_jobs.paag.assign import Assigner, UnknownProduct
     from osmf_jobs.runtime import InvalidInput
-    from osmf_core.store import open_store
 
     try:
         assigner = Assigner.load(args.artifact, with_groups=False)
@@ -116,6 +122,8 @@ def score(args: argparse.Namespace) -> int:
         return _fail(f"--artifact {args.artifact}: {error}; give the run directory of a finished AudienceGrouping")
     try:
         frame = _read_frame(args.impressions)
+    except InvalidInput as error:
+        return _fail(f"{error}; give a parquet or csv file")
     except (OSError, ValueError) as error:
         return _fail(f"--impressions {args.impressions}: cannot read ({error.__class__.__name__}); give a parquet or csv file")
     missing = [c for c in ("user_id", "product_id", "image_id") if c not in frame.columns]
@@ -148,8 +156,6 @@ def score(args: argparse.Namespace) -> int:
 
 def _new_creatives(assigner, data, new: list[str], image_ids: list[str]):
     """Creative vectors for every row; unseen creatives are encoded with the grouping's image encoder."""
-    import tempfile
-
     import numpy as np
 
     from osmf_jobs import tables as TB
@@ -161,7 +167,7 @@ def _new_creatives(assigner, data, new: list[str], image_ids: list[str]):
     absent = sorted(set(new) - set(images["image_id"]))
     if absent:
         raise InvalidInput(f"image_id {absent[0]!r} is neither in the grouping artifact nor in table 'images' of {data.uri}")
-    encoder = ImageEncoder(assigner.config["image_encoder"], Path(tempfile.mkdtemp(prefix="osmf-score-")))
+    encoder = ImageEncoder(assigner.config["image_encoder"])
     pictures = [TB.read_image(data, uri, f"table 'images': image {i!r}") for i, uri in zip(images["image_id"], images["image_uri"])]
     stats, _ = encoder.encode(pictures)
     vectors = dict(zip(images["image_id"], assigner.creative_vectors(stats)))

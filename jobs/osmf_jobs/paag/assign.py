@@ -51,8 +51,8 @@ class Assigner:
 
     @classmethod
     def load(cls, artifact_uri: str, with_groups: bool = True) -> "Assigner":
-        import pandas as pd
         from osmf_core.store import open_store
+        from osmf_jobs.tables import read_parquet
 
         store = open_store(artifact_uri)
         config = json.loads(store.read_bytes(Grouping.MODEL_CONFIG))
@@ -60,7 +60,7 @@ class Assigner:
             arrays = {k: npz[k] for k in npz.files}
         groups = None
         if with_groups:
-            groups = pd.read_parquet(io.BytesIO(store.read_bytes(Grouping.GROUPS)), columns=["product_id", "group_id", "centroid"])
+            groups = read_parquet(store, Grouping.GROUPS, ["product_id", "group_id", "centroid"], f"AudienceGrouping {store.uri}")
         return cls(config, arrays, groups)
 
     # -- encoding ---------------------------------------------------------------------------------

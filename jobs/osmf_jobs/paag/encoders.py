@@ -16,12 +16,12 @@ trains projections on top (DESIGN §6: encoders are configurable URIs).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from osmf_jobs.model_dirs import HF_CONFIG, model_dir
 from osmf_jobs.runtime import InvalidInput
 
 BUILTIN_TEXT = "builtin:all-MiniLM-L6-v2"
@@ -37,28 +37,13 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def resolve_model_dir(uri: str, field: str, scratch: Path) -> Path:
-    """A local directory for a model URI (file://, a path, or s3:// downloaded into scratch)."""
-    from osmf_core.store import open_store
-
-    if uri.startswith("s3://"):
-        dest = scratch / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-        if not dest.exists():
-            try:
-                open_store(uri).download("", dest)
-            except FileNotFoundError:
-                raise InvalidInput(f"{field}: nothing stored at {uri}; upload the model directory there or use the builtin default") from None
-        return dest
-    local = open_store(uri).local_path("")
-    if local is None or not local.is_dir():
-        raise InvalidInput(f"{field}: {uri} is not a model directory; give a Hugging Face model directory or the builtin default")
-    if not (local / "config.json").exists():
-        raise InvalidInput(f"{field}: {uri} has no config.json; save the model with save_pretrained()")
-    return local
+def encoder_dir(uri: str, field: str) -> Path:
+    """The local directory of an encoder's Hugging Face model URI (file://, a path, or s3://)."""
+    return model_dir(uri, field, HF_CONFIG, "give a Hugging Face model directory (save_pretrained()) or the builtin default")
 
 
 class TextEncoder:
-    def __init__(self, uri: str, scratch: Path, field: str = "spec.model.textEncoder"):
+    def __init__(self, uri: str, field: str = "spec.model.textEncoder"):
         from transformers import AutoModel, AutoTokenizer
 
         if uri == BUILTIN_TEXT:
@@ -68,7 +53,7 @@ class TextEncoder:
         elif uri.startswith("builtin:"):
             raise InvalidInput(f"{field}: unknown builtin {uri!r}; use {BUILTIN_TEXT} or a model directory URI")
         else:
-            path = resolve_model_dir(uri, field, scratch)
+            path = encoder_dir(uri, field)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.model = AutoModel.from_pretrained(str(path)).eval()
@@ -201,12 +186,12 @@ class ImageStatsEncoder:
 
 
 class ImageEncoder:
-    def __new__(cls, uri: str, scratch: Path, field: str = "spec.model.imageEncoder"):
+    def __new__(cls, uri: str, field: str = "spec.model.imageEncoder"):
         if uri == BUILTIN_IMAGE_STATS:
             return ImageStatsEncoder()
         return super().__new__(cls)
 
-    def __init__(self, uri: str, scratch: Path, field: str = "spec.model.imageEncoder"):
+    def __init__(self, uri: str, field: str = "spec.model.imageEncoder"):
         if uri == BUILTIN_IMAGE:
             self.model = builtin_resnet()
             self.size, self.resample = BUILTIN_IMAGE_SIZE, "nearest"
@@ -216,7 +201,7 @@ class ImageEncoder:
         else:
             from transformers import AutoModel
 
-            path = resolve_model_dir(uri, field, scratch)
+            path = encoder_dir(uri, field)
             try:
                 model = AutoModel.from_pretrained(str(path))
             except (OSError, ValueError) as error:

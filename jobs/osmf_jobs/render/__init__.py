@@ -11,7 +11,6 @@ torch and diffusers are imported only for the diffusers backend.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from osmf_jobs.render.base import ProceduralRenderer, Renderer
@@ -21,11 +20,10 @@ from osmf_jobs.runtime import InvalidInput
 __all__ = ["Renderer", "ProceduralRenderer", "make_renderer", "product_cutout", "inpaint_mask", "canny_control"]
 
 
-def make_renderer(rendering: Any, *, cache_dir: Path | None = None, device: Any = None,
-                  batch_size: int = 8) -> Renderer:
+def make_renderer(rendering: Any, *, device: Any = None, batch_size: int = 8) -> Renderer:
     """The renderer for a RenderingSpec; for `diffusers`, loads the models once onto `device`
-    (default: CUDA in bf16 when available, else CPU in fp32). `cache_dir` holds downloaded and
-    built-in models (default: <tmp>/osmf-cache)."""
+    (default: CUDA in bf16 when available, else CPU in fp32). Downloaded and built-in models are
+    kept in the node's model cache (`osmf_jobs.model_dirs`)."""
     if rendering.backend == "procedural":
         return ProceduralRenderer(rendering)
     if rendering.backend != "diffusers":
@@ -42,6 +40,5 @@ def make_renderer(rendering: Any, *, cache_dir: Path | None = None, device: Any 
     device = torch.device(device) if device is not None else default_device
     if device.type == "cpu":
         dtype = torch.float32
-    pipeline = load_pipeline(rendering.model_uri, rendering.controlnet_uri, device=device, dtype=dtype,
-                             cache_dir=cache_dir)
+    pipeline = load_pipeline(rendering.model_uri, rendering.controlnet_uri, device=device, dtype=dtype)
     return DiffusersRenderer(rendering, pipeline, batch_size=batch_size)

@@ -1,23 +1,19 @@
 """Loading the diffusion models by URI, and the built-in tiny random ones used by tests and the demo.
 
-A model URI is a local path, `file://…`, `s3://…` (downloaded once into the cache directory) or
-`builtin:tiny-sd` / `builtin:tiny-controlnet`: tiny random models built from configs with a fixed
-seed, saved with `save_pretrained` into the cache directory and loaded back by path, so tests run
-the same loading code as production.
+A model URI is a local path, `file://…`, `s3://…` (downloaded once per node into the model cache,
+`osmf_jobs.model_dirs`) or `builtin:tiny-sd` / `builtin:tiny-controlnet`: tiny random models built
+from configs with a fixed seed, saved with `save_pretrained` into the same cache and loaded back by
+path, so tests run the same loading code as production.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from osmf_core.store import open_store
+from osmf_jobs.model_dirs import cached_dir, model_dir
 from osmf_jobs.runtime import InvalidInput
 
 TINY_SD = "builtin:tiny-sd"
@@ -25,10 +21,6 @@ TINY_CONTROLNET = "builtin:tiny-controlnet"
 BUILTIN_SEED = 0
 PIPELINE_MARKER = "model_index.json"  # a diffusers pipeline directory
 MODEL_MARKER = "config.json"  # a single diffusers model directory (the ControlNet)
-
-
-def default_cache_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "osmf-cache"
 
 
 def char_tokenizer(model_max_length: int = 77):
@@ -123,63 +115,32 @@ def _build_tiny(name: str, dest: Path) -> None:
     ).save_pretrained(dest)
 
 
-def _cached(path: Path, build: Callable[[Path], None]) -> Path:
-    """Build into a temp sibling and rename, so concurrent processes never see half a model."""
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        build(tmp)
-        os.rename(tmp, path)
-    except OSError:
-        if not path.exists():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-def _builtin_dir(uri: str, cache_dir: Path) -> Path:
+def builtin_dir(uri: str) -> Path:
+    """The saved built-in model `uri`, built once per node into the model cache."""
     import diffusers
 
     # The diffusers version is in the key: random init of the same config may change between releases.
     name = f"{uri.removeprefix('builtin:')}-seed{BUILTIN_SEED}-diffusers{diffusers.__version__}"
-    return _cached(cache_dir / "builtin" / name, lambda dest: _build_tiny(uri, dest))
+    return cached_dir(f"builtin/{name}", lambda dest: _build_tiny(uri, dest))
 
 
-def resolve_model_dir(uri: str, field: str, marker: str, cache_dir: Path, builtin: str) -> Path:
-    """A local directory holding the model named by `uri` (downloading s3:// once into the cache)."""
+def diffusers_dir(uri: str, field: str, marker: str, builtin: str) -> Path:
+    """A local directory holding the model named by `uri` (`builtin` is the one built-in it may name)."""
     if uri.startswith("builtin:"):
         if uri != builtin:
             raise InvalidInput(f"rendering.{field}: unknown built-in model {uri!r}; use {builtin!r} or a model URI")
-        return _builtin_dir(uri, cache_dir)
-    try:
-        store = open_store(uri)
-    except ValueError as error:
-        raise InvalidInput(f"rendering.{field}: {error}") from None
-    local = store.local_path()
-    if local is not None:
-        if not (local / marker).is_file():
-            what = "does not exist" if not local.exists() else f"has no {marker}"
-            raise InvalidInput(f"rendering.{field}: {uri} {what}; point it at a diffusers model directory")
-        return local
-    if not store.exists(marker):
-        raise InvalidInput(f"rendering.{field}: {uri} has no {marker}; point it at a diffusers model directory")
-    key = hashlib.sha256(f"{store.uri}\n{store.fingerprint()}".encode()).hexdigest()[:16]
-    return _cached(cache_dir / "models" / key, lambda dest: store.download("", dest))
+        return builtin_dir(uri)
+    return model_dir(uri, f"rendering.{field}", marker, "point it at a diffusers model directory")
 
 
-def load_pipeline(model_uri: str, controlnet_uri: str, *, device: torch.device, dtype: torch.dtype,
-                  cache_dir: Path | None = None):
+def load_pipeline(model_uri: str, controlnet_uri: str, *, device: torch.device, dtype: torch.dtype):
     """StableDiffusionControlNetInpaintPipeline from the two URIs, on `device` in `dtype`."""
     from diffusers import ControlNetModel, StableDiffusionControlNetInpaintPipeline
 
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if controlnet_uri == TINY_CONTROLNET and model_uri != TINY_SD:
         raise InvalidInput(f"rendering.controlnetUri: {TINY_CONTROLNET} only fits modelUri {TINY_SD}")
-    sd_dir = resolve_model_dir(model_uri, "modelUri", PIPELINE_MARKER, cache_dir, TINY_SD)
-    cn_dir = resolve_model_dir(controlnet_uri, "controlnetUri", MODEL_MARKER, cache_dir, TINY_CONTROLNET)
+    sd_dir = diffusers_dir(model_uri, "modelUri", PIPELINE_MARKER, TINY_SD)
+    cn_dir = diffusers_dir(controlnet_uri, "controlnetUri", MODEL_MARKER, TINY_CONTROLNET)
     controlnet = _load("controlnetUri", controlnet_uri, lambda: ControlNetModel.from_pretrained(cn_dir, dtype=dtype))
     pipe = _load("modelUri", model_uri, lambda: StableDiffusionControlNetInpaintPipeline.from_pretrained(
         sd_dir, controlnet=controlnet, safety_checker=None, feature_extractor=None,

@@ -179,8 +179,8 @@ def spec_problems(resource: Resource, settings: OperatorSettings) -> list[str]:
     """What the typed models cannot know: node pools the settings lack, a config too big for a ConfigMap."""
     problems = []
     paths = [("spec.resources.nodePool", resource.spec.resources)]
-    serving = getattr(resource.spec, "serving", None)
-    if serving is not None and serving.enabled:
+    serving = resource.info.serving(resource.spec)
+    if serving is not None:
         paths.append(("spec.serving.resources.nodePool", serving.resources))
     for path, resources in paths:
         if resources.node_pool and resources.node_pool not in settings.node_pools:

@@ -14,11 +14,11 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from osmf_core.api import Resource
-from osmf_core.layout import ArtifactRoot, Campaign, join
+from osmf_core.layout import ArtifactRoot, join
 from osmf_core.store import open_store, read_manifest
 
 from ..reconcile import Decision, JobRequest, Observed, ObservedJob, ObservedService, decide, plan_run, references
-from ..reconcile.plan import RunPlan
+from ..reconcile.plan import RunPlan, topological
 from .executor import LocalExecutor
 
 LOCAL_SERVING_MESSAGE = "serving needs a cluster with KServe; locally, start the predictor from the campaign's artifact directory"
@@ -30,28 +30,6 @@ def now_rfc3339() -> str:
 
 def local_uid(resource: Resource) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "osmf-local/" + "/".join(resource.key)))
-
-
-def topological(resources: list[Resource]) -> list[Resource]:
-    """Dependencies first; unknown references are left for the core to report."""
-    by_key = {(r.kind, r.name): r for r in resources}
-    ordered: list[Resource] = []
-    seen: set[tuple[str, str]] = set()
-
-    def visit(resource: Resource, stack: tuple) -> None:
-        key = (resource.kind, resource.name)
-        if key in seen or key in stack:
-            return
-        for ref in references(resource):
-            dep = by_key.get((ref.kind, ref.name))
-            if dep is not None:
-                visit(dep, stack + (key,))
-        seen.add(key)
-        ordered.append(resource)
-
-    for resource in resources:
-        visit(resource, ())
-    return ordered
 
 
 @dataclass
@@ -107,14 +85,13 @@ class LocalRuntime:
         by_key = {(r.kind, r.name): r for r in run.resources}
         for ref in references(resource):
             found[ref.role] = by_key.get((ref.kind, ref.name))
-        fingerprint = None
-        if resource.kind == "AudienceGrouping":
-            fingerprint = data_fingerprint(resource.spec.data.uri)
+        data_uri = resource.info.raw_data_uri(resource.spec)
+        fingerprint = data_fingerprint(data_uri) if data_uri is not None else None
         plan = plan_run(resource, found, self.artifact_root, fingerprint)
         jobs = run.jobs.get(resource.key, [])
         manifest = read_manifest(open_store(plan.run_uri)) if isinstance(plan, RunPlan) else None
         service = None
-        if resource.kind == "AdImageCampaign" and resource.spec.serving.enabled:
+        if resource.info.serving(resource.spec) is not None:
             service = ObservedService(name=resource.name, ready=False, reason="NotServedLocally", message=LOCAL_SERVING_MESSAGE)
         return Observed(resource=resource, plan=plan, jobs=jobs, manifest=manifest, service=service)
 
@@ -178,12 +155,12 @@ class LocalRuntime:
         } for r in run.resources]
         (local / ArtifactRoot.SUMMARY).write_text(json.dumps(summary, indent=2))
         rows = []
-        for item in summary:
+        for resource, item in zip(run.resources, summary):
             metrics = "<br>".join(f"{html.escape(k)} = {v:.4g}" for k, v in item["metrics"].items())
             artifact = item["artifact"] or ""
             gallery = ""
-            if artifact and item["kind"] == "AdImageCampaign":
-                gallery = f' — <a href="{html.escape(join(artifact, Campaign.REPORT_HTML))}">gallery</a>'
+            if artifact and resource.info.report_page:
+                gallery = f' — <a href="{html.escape(join(artifact, resource.info.report_page))}">gallery</a>'
             rows.append(f"<tr><td>{html.escape(item['kind'])}/{html.escape(item['name'])}</td><td>{html.escape(item['stage'])}</td>"
                         f"<td>{metrics}</td><td><code>{html.escape(artifact)}</code>{gallery}</td></tr>")
         page = ("<!doctype html><meta charset=utf-8><title>OSMF local run</title>"

@@ -1,6 +1,6 @@
 """The reconcile core (pure): plan a run, then decide actions and status. Shared by operator and local runtime."""
 
-from .plan import Blocked, RunPlan, dependency_keys, input_hash, plan_run, references
+from .plan import Blocked, RunPlan, input_hash, plan_run, references
 from .decide import (
     Decision,
     Event,
@@ -15,6 +15,6 @@ from .decide import (
 )
 
 __all__ = [
-    "Blocked", "RunPlan", "dependency_keys", "input_hash", "plan_run", "references", "Decision", "Event",
+    "Blocked", "RunPlan", "input_hash", "plan_run", "references", "Decision", "Event",
     "JobRequest", "Observed", "ObservedJob", "ObservedService", "ServiceRequest", "decide", "job_name", "service_name",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from osmf_core.api import JobConfig, Resource, Step
+from osmf_core.api import JobConfig, Resource, Role, Step
 from osmf_core.api.common import ArtifactRef, Artifacts, ChildRef, Children, OsmfStatus, Progress, RunState
 from osmf_core.layout import Campaign, join
 
@@ -278,8 +278,9 @@ class Reconciler:
         c.set("Reconciling", "False", reason, "")
         c.set("Queued", "False", "NotQueued", "")
         self.set_stage("Succeeded")
-        if self.resource.kind == "AdImageCampaign" and self.resource.spec.serving.enabled:
-            return self.serve(plan)
+        serving = self.resource.info.serving(self.resource.spec)
+        if serving is not None:
+            return self.serve(plan, serving)
         self.forget_service()
         c.set("Ready", "True", reason, message)
         return self.decision
@@ -291,14 +292,14 @@ class Reconciler:
         if self.conditions.find("ServingReady") is not None:
             self.conditions.set("ServingReady", "False", "ServingDisabled", "spec.serving.enabled is false")
 
-    def serve(self, plan: RunPlan) -> Decision:
+    def serve(self, plan: RunPlan, serving: Any) -> Decision:
         """Campaign images are done; Ready waits for the InferenceService and its pods."""
         c = self.conditions
         name = service_name(self.resource)
-        grouping = plan.inputs.get("grouping")
+        grouping = plan.inputs.get(Role.GROUPING)
         self.decision.apply_service = ServiceRequest(
             name=name, storage_uri=join(plan.run_uri, Campaign.SERVING_DIR),  # campaign.json alone (the job writes it there)
-            grouping_uri=grouping.uri if grouping else "", serving=self.resource.spec.serving,
+            grouping_uri=grouping.uri if grouping else "", serving=serving,
         )
         self.remember_child("InferenceService", name, None)
         svc = self.obs.service

@@ -10,8 +10,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from osmf_core.api import KINDS, InputArtifact, Resource
+from osmf_core.api import InputArtifact, Reference, Resource, Role
 from osmf_core.api.common import ApiModel
+
+# The kind recorded for raw data among a run's inputs (it is no resource).
+RAW_DATA_KIND = "Dataset"
 
 # Spec fields that change how a stage runs but not what it produces: excluded from the input hash.
 NON_RESULT_FIELDS = ("resources", "runPolicy", "shards", "serving")
@@ -21,48 +24,31 @@ NON_RESULT_FIELDS = ("resources", "runPolicy", "shards", "serving")
 NON_RESULT_SUBFIELDS = (("training", "strategy"), ("training", "keepCheckpoints"), ("dpo", "keepCheckpoints"))
 
 
-@dataclass(frozen=True)
-class Reference:
-    role: str
-    kind: str
-    name: str
-    optional: bool = False
-    # What the referenced resource must be, e.g. {"task": "pretrain"} for a policy.
-    requires_task: str | None = None
-
-
 def references(resource: Resource) -> list[Reference]:
-    """The resources this one consumes, by role."""
-    spec = resource.spec
-    kind = resource.kind
-    if kind == "AudienceGrouping":
-        return []
-    if kind == "GAIPDataset":
-        return [Reference("grouping", "AudienceGrouping", spec.grouping_ref.name)]
-    if kind == "GMLLMTraining":
-        refs = [Reference("dataset", "GAIPDataset", spec.dataset_ref.name)]
-        if spec.task == "reward":
-            refs.append(Reference("init", "GMLLMTraining", spec.init_from_ref.name, requires_task="pretrain"))
-        return refs
-    if kind == "GroupDPORun":
-        return [
-            Reference("policy", "GMLLMTraining", spec.policy_ref.name, requires_task="pretrain"),
-            Reference("reward", "GMLLMTraining", spec.reward_model_ref.name, requires_task="reward"),
-            Reference("dataset", "GAIPDataset", spec.dataset_ref.name),
-        ]
-    if kind == "AdImageCampaign":
-        generator = spec.generator_ref
-        refs = [
-            Reference("grouping", "AudienceGrouping", spec.grouping_ref.name),
-            Reference(
-                "generator", generator.kind, generator.name,
-                requires_task="pretrain" if generator.kind == "GMLLMTraining" else None,
-            ),
-        ]
-        if spec.reward_model_ref is not None:
-            refs.append(Reference("reward", "GMLLMTraining", spec.reward_model_ref.name, requires_task="reward"))
-        return refs
-    raise ValueError(f"unknown kind {kind}")
+    """The resources this one consumes, by role (declared on the kind's spec model)."""
+    return resource.info.references(resource.spec)
+
+
+def topological(resources: list[Resource]) -> list[Resource]:
+    """Dependencies first; references to resources not in the list are left for `check_dependencies`."""
+    by_key = {(r.kind, r.namespace, r.name): r for r in resources}
+    ordered: list[Resource] = []
+    seen: set[tuple[str, str, str]] = set()
+
+    def visit(resource: Resource, stack: tuple) -> None:
+        key = (resource.kind, resource.namespace, resource.name)
+        if key in seen or key in stack:
+            return
+        for ref in references(resource):
+            dep = by_key.get((ref.kind, resource.namespace, ref.name))
+            if dep is not None:
+                visit(dep, stack + (key,))
+        seen.add(key)
+        ordered.append(resource)
+
+    for resource in resources:
+        visit(resource, ())
+    return ordered
 
 
 def condition_status(resource: Resource, type_: str) -> str | None:
@@ -110,10 +96,11 @@ def check_dependencies(resource: Resource, found: dict[str, Resource | None]) ->
         label = f"{ref.kind}/{ref.name}"
         if dep is None:
             return Blocked("DependencyNotFound", f"{ref.role} {label} does not exist in namespace {resource.namespace}; create it or fix the reference")
-        if ref.requires_task and getattr(dep.spec, "task", ref.requires_task) != ref.requires_task:
+        wrong_task = ref.wrong_task(dep.spec)
+        if wrong_task is not None:
             return Blocked(
                 "InvalidReference",
-                f"{ref.role} {label} has task {dep.spec.task!r}, but {resource.kind} needs task {ref.requires_task!r}",
+                f"{ref.role} {label} has task {wrong_task!r}, but {resource.kind} needs task {ref.requires_task!r}",
                 stalled=True,
             )
         if condition_status(dep, "Succeeded") == "False" or condition_status(dep, "Stalled") == "True":
@@ -126,19 +113,16 @@ def check_dependencies(resource: Resource, found: dict[str, Resource | None]) ->
 
 
 def collect_inputs(resource: Resource, found: dict[str, Resource], data_fingerprint: str | None) -> dict[str, InputArtifact]:
-    """Role → artifact for the job config, including artifacts inherited through dependencies."""
-    inputs: dict[str, InputArtifact] = {}
+    """Role → artifact for the job config: each reference's output, the raw data, then what the kind inherits."""
+    inputs: dict[str, InputArtifact | None] = {}
     for ref in references(resource):
         inputs[ref.role] = output_of(found[ref.role])
-    kind = resource.kind
-    if kind == "AudienceGrouping":
-        inputs["data"] = InputArtifact(kind="Dataset", uri=resource.spec.data.uri, digest=data_fingerprint)
-    elif kind in ("GAIPDataset", "AdImageCampaign"):
-        inputs["data"] = inherited_input(found["grouping"], "data")
-    if kind in ("GMLLMTraining", "GroupDPORun"):
-        inputs["grouping"] = inherited_input(found["dataset"], "grouping")
-    if kind == "AdImageCampaign" and resource.spec.generator_ref.kind == "GroupDPORun":
-        inputs["policy"] = inherited_input(found["generator"], "policy")
+    data_uri = resource.info.raw_data_uri(resource.spec)
+    if data_uri is not None:
+        inputs[Role.DATA] = InputArtifact(kind=RAW_DATA_KIND, uri=data_uri, digest=data_fingerprint)
+    for inherit in resource.info.spec_model.inherits:
+        via = found.get(inherit.via)
+        inputs[inherit.role] = inherited_input(via, inherit.role) if via is not None else None
     return {role: art for role, art in inputs.items() if art is not None}
 
 
@@ -177,12 +161,3 @@ def plan_run(
     inputs = collect_inputs(resource, found, data_fingerprint)
     digest = input_hash(resource.kind, resource.spec, inputs)
     return RunPlan(input_hash=digest, run_uri=run_uri(artifact_root, resource, digest), inputs=inputs)
-
-
-def dependency_keys(resource: Resource) -> list[tuple[str, str]]:
-    """(kind, name) of every referenced resource; the shell fetches these."""
-    return [(ref.kind, ref.name) for ref in references(resource)]
-
-
-def known_kind(kind: str) -> bool:
-    return kind in KINDS

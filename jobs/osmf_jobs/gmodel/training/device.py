@@ -1,0 +1,80 @@
+"""This process's device and precision, torchrun's process group, seeding and small collectives."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Device:
+    device: torch.device
+    precision: str  # what actually runs: bf16 | fp16 | fp32
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def setup_device(dist: Any, precision: str) -> Device:
+    """Join torchrun's process group when there is one; pick this rank's device.
+
+    CPU runs in fp32 whatever the spec says (bf16 autocast on CPU is slow and not what GPUs do).
+    """
+    if torch.cuda.is_available():
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            precision = "fp16"
+    else:
+        device, precision = torch.device("cpu"), "fp32"
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Device(device, precision, dist.rank, dist.world_size)
+
+
+def seed_everything(seed: int, device: Device | None = None) -> None:
+    """Seed every generator; on CPU also pick deterministic kernels, so a run repeats exactly (with
+    two or more threads some backward accumulations otherwise land in varying order). Not forced
+    on GPUs, where deterministic kernels cost throughput and cuBLAS needs CUBLAS_WORKSPACE_CONFIG."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if device is not None and device.device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def barrier(device: Device) -> None:
+    if device.world_size > 1:
+        torch.distributed.barrier()
+
+
+def all_mean(value: float, device: Device) -> float:
+    if device.world_size == 1:
+        return value
+    tensor = torch.tensor([value], device=device.device, dtype=torch.float64)
+    torch.distributed.all_reduce(tensor)
+    return float(tensor.item()) / device.world_size
+
+
+def quiet_transformers() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
