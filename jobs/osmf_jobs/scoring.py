@@ -65,11 +65,12 @@ class PreferenceModelScorer:
             except (ValueError, OSError) as error:
                 raise InvalidInput(f"{self.field}: the preference model cannot read an image ({' '.join(str(error).split())[:160]}); "
                                    "images must be RGB(A) pictures of at least 16x16 pixels") from None
-            vectors = self.assigner.creative_vectors(stats)  # (B, d)
             block = reps[start:start + len(chunk)]  # (B, n, d)
             b, n, d = block.shape
-            logits = self.assigner.model.click_logit(block.reshape(b * n, d), creative_v=np.repeat(vectors, n, axis=0))
-            out += sigmoid(logits.reshape(b, n)).mean(axis=1).astype(float).tolist()
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # non-finite scores are reported below
+                vectors = self.assigner.creative_vectors(stats)  # (B, d)
+                logits = self.assigner.model.click_logit(block.reshape(b * n, d), creative_v=np.repeat(vectors, n, axis=0))
+                out += sigmoid(logits.reshape(b, n)).mean(axis=1).astype(float).tolist()
         check_finite(out, self.field)
         return out
 
