@@ -1,5 +1,6 @@
 # Every command of the project. `make help` lists them.
 SHELL := /bin/bash
+comma := ,
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
@@ -10,29 +11,33 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help venv venv-operator generate verify lint test test-unit test-jobs test-operator test-local \
         test-browser test-slow test-cluster control-plane demo bench bench-reconcile bench-grouping \
-        bench-serving bench-demo bench-operator-cluster bench-gpu chart images clean
+        bench-serving bench-demo bench-operator-cluster bench-gpu chart images lock clean
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
-venv: ## create .venv with every extra (uv; reuses uv's download cache)
+venv: ## create .venv with every extra from uv.lock (uv; reuses uv's download cache)
 	@command -v uv >/dev/null || python3 -m pip install -q uv
 	@test -x $(PY) || uv venv -q -p 3.11 $(VENV)
-	VIRTUAL_ENV=$(VENV) uv pip install -q --compile-bytecode -e ".[$(EXTRAS)]"
+	UV_PROJECT_ENVIRONMENT=$(VENV) uv sync -q --locked --compile-bytecode $(foreach x,$(subst $(comma), ,$(EXTRAS)),--extra $(x))
 
 venv-operator: ## a separate venv with only the operator extra (proves the operator needs no ML stack)
 	@command -v uv >/dev/null || python3 -m pip install -q uv
 	@test -x .venv-operator/bin/python || uv venv -q -p 3.11 .venv-operator
-	VIRTUAL_ENV=.venv-operator uv pip install -q ".[operator]"
+	UV_PROJECT_ENVIRONMENT=.venv-operator uv sync -q --locked --no-editable --extra operator
+
+lock: ## re-resolve uv.lock after a change of pyproject.toml's dependencies (images and venvs install from it)
+	uv lock
 
 generate: ## regenerate crds/, the chart's CRD copy and its Argo CD health checks from the API models
 	$(VENV)/bin/osmf crds --out crds
-	$(VENV)/bin/osmf crds --out charts/osmf/crds
+	$(VENV)/bin/osmf crds --out charts/osmf/files/crds
 	$(VENV)/bin/osmf health-checks --out charts/osmf/health
 
-verify: ## fail when generated files drift or import boundaries are crossed
+verify: ## fail when generated files or uv.lock drift, or import boundaries are crossed
+	uv lock --check
 	$(VENV)/bin/osmf crds --out crds --check
-	$(VENV)/bin/osmf crds --out charts/osmf/crds --check
+	$(VENV)/bin/osmf crds --out charts/osmf/files/crds --check
 	$(VENV)/bin/osmf health-checks --out charts/osmf/health --check
 	$(VENV)/bin/lint-imports
 
@@ -91,10 +96,8 @@ bench: bench-reconcile bench-grouping bench-serving bench-demo ## every CPU benc
 chart: ## render the Helm chart with the locally built helm
 	$$(hack/build-control-plane.sh --print-env | sed -n 's/^OSMF_HELM=//p') template osmf charts/osmf
 
-images: ## build the three images (needs a Docker engine)
-	docker build -f images/operator/Dockerfile -t osmf-operator .
-	docker build -f images/trainer/Dockerfile -t osmf-trainer .
-	docker build -f images/predictor/Dockerfile -t osmf-predictor .
+images: ## build the three images as osmf/<name>:<appVersion> with docker, podman or buildah (whichever works)
+	hack/build-images.sh
 
 clean: ## remove local artifacts and caches
 	rm -rf osmf-artifacts test-artifacts .pytest_cache

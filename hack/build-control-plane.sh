@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control plane for the cluster test tier from the Go module proxy:
 #   kubernetes-<v>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
-#   etcd-<v>/etcd   kwok-<v>/kwok   helm-<v>/helm
+#   etcd-<v>/etcd   kwok-<v>/kwok   helm-<v>/helm   actionlint-<v>/actionlint (lints the CI workflows)
 # into ${OSMF_TOOLS_DIR:-$HOME/.cache/osmf/tools}, keyed by version (versions: hack/control-plane-versions.env).
 # Idempotent: a component whose folder exists is reused (seconds on a warm machine).
 # Each component is built in a temporary folder and moved into place only when complete.
@@ -29,6 +29,7 @@ K8S_DIR="$TOOLS/kubernetes-$KUBERNETES_VERSION"
 ETCD_DIR="$TOOLS/etcd-$ETCD_VERSION"
 KWOK_DIR="$TOOLS/kwok-$KWOK_VERSION"
 HELM_DIR="$TOOLS/helm-$HELM_VERSION"
+ACTIONLINT_DIR="$TOOLS/actionlint-$ACTIONLINT_VERSION"
 ERROR_FILE="$TOOLS/build-error.txt"
 
 print_env() {
@@ -39,6 +40,7 @@ print_env() {
   echo "OSMF_ETCD=$ETCD_DIR/etcd"
   echo "OSMF_KWOK=$KWOK_DIR/kwok"
   echo "OSMF_HELM=$HELM_DIR/helm"
+  echo "OSMF_ACTIONLINT=$ACTIONLINT_DIR/actionlint"
 }
 
 have() { local d=$1; shift; local b; for b in "$@"; do [[ -x "$d/$b" ]] || return 1; done; }
@@ -50,13 +52,13 @@ if [[ $MODE == check ]]; then
   have "$ETCD_DIR" etcd || { echo "missing: $ETCD_DIR"; missing=1; }
   have "$KWOK_DIR" kwok || { echo "missing: $KWOK_DIR"; missing=1; }
   have "$HELM_DIR" helm || { echo "missing: $HELM_DIR"; missing=1; }
+  have "$ACTIONLINT_DIR" actionlint || { echo "missing: $ACTIONLINT_DIR"; missing=1; }
   exit $missing
 fi
 
 command -v go >/dev/null || { mkdir -p "$TOOLS"; echo "go not found on PATH: cannot build the control plane" | tee "$ERROR_FILE" >&2; exit 1; }
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false -mod=mod"
-export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 FAILED=()
 
 log() { echo "[build-control-plane $(date +%H:%M:%S)] $*" >&2; }
@@ -160,7 +162,7 @@ total_start=$SECONDS
 rm -f "$ERROR_FILE"
 # Killed from outside (e.g. CI's `timeout`): leave the reason for the cluster tier's skip message.
 trap 'echo "control plane build interrupted by a signal after $((SECONDS - total_start)) s (hack/build-control-plane.sh)" | tee "$ERROR_FILE" >&2; exit 1' TERM INT
-rm -rf "$K8S_DIR.tmp" "$ETCD_DIR.tmp" "$KWOK_DIR.tmp" "$HELM_DIR.tmp"
+rm -rf "$K8S_DIR.tmp" "$ETCD_DIR.tmp" "$KWOK_DIR.tmp" "$HELM_DIR.tmp" "$ACTIONLINT_DIR.tmp"
 have "$K8S_DIR" kube-apiserver kube-controller-manager kube-scheduler kubectl || run_step "kubernetes-$KUBERNETES_VERSION" build_kubernetes || true
 have "$ETCD_DIR" etcd || run_step "etcd-$ETCD_VERSION" build_etcd || true
 have "$KWOK_DIR" kwok || run_step "kwok-$KWOK_VERSION" build_go_install "$KWOK_DIR" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok || true
@@ -171,6 +173,7 @@ for x in pkg/chartutil pkg/lint/rules; do
   helm_ldflags+=" -X helm.sh/helm/v3/$x.k8sVersionMajor=1 -X helm.sh/helm/v3/$x.k8sVersionMinor=$k8s_minor"
 done
 have "$HELM_DIR" helm || run_step "helm-$HELM_VERSION" build_go_install "$HELM_DIR" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm "$helm_ldflags" || true
+have "$ACTIONLINT_DIR" actionlint || run_step "actionlint-$ACTIONLINT_VERSION" build_go_install "$ACTIONLINT_DIR" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" actionlint "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" || true
 
 if ((${#FAILED[@]})); then
   {

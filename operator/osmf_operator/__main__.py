@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
+import time
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -15,7 +17,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--peering", metavar="NAME",
                         help="run with kopf peering under this name (several replicas); default: standalone (one replica)")
+    parser.add_argument("--priority", type=int, default=None,
+                        help="peering priority (the highest reconciles, the others pause); default: the oldest replica wins")
     return parser.parse_args(argv)
+
+
+def seniority_priority(now_ns: int, tiebreak: int) -> int:
+    """A peering priority that falls with start time, so the oldest replica reconciles.
+
+    kopf pauses every operator that sees a live peer of higher *or equal* priority, so replicas of one
+    Deployment must differ. Oldest-first means a newcomer (a rollout's new pod, a restarted replica)
+    waits instead of taking over from a replica mid-work; `tiebreak` (0-999) separates replicas started
+    in the same millisecond."""
+    return -(now_ns // 1_000_000) * 1000 - tiebreak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     registry = register(kopf.OperatorRegistry(), operator)
     # kopf's own connection uses the same credentials as the operator's client (in-cluster or kubeconfig).
     kopf.on.login(registry=registry)(kopf.login_via_client)
+    priority = args.priority
+    if args.peering is not None and priority is None:
+        priority = seniority_priority(time.time_ns(), random.SystemRandom().randrange(1000))
     kopf.run(
         registry=registry,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=priority,
         clusterwide=not settings.watched_namespaces,
         namespaces=settings.watched_namespaces,
         liveness_endpoint=args.liveness,

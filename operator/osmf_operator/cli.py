@@ -7,6 +7,7 @@ module stays importable with the operator's light dependencies only.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -156,6 +157,8 @@ def cmd_health_checks(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="osmf", description="One Size, Many Fits: group-aware ad images, locally or on Kubernetes.")
+    # The package version is the release: the chart's appVersion and the images' tag.
+    top.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('osmf')}")
     sub = top.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="synthetic world → the whole pipeline on this machine → report")
@@ -179,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     crds = sub.add_parser("crds", help="generate the CRDs from the API models")
-    crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/crds/)")
+    crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/files/crds/)")
     crds.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
     crds.set_defaults(func=cmd_crds)
 

@@ -27,7 +27,7 @@ from osmf_core.api import GROUP, KINDS, VERSION, KindInfo, OsmfStatus
 CATEGORY = "osmf"
 HEADER = "# Generated from osmf_core.api by `osmf crds` (make generate). Do not edit.\n"
 # Where `osmf crds` writes by default, relative to the repository root: the CRDs and the chart's copy.
-DEFAULT_OUT_DIRS = ("crds", "charts/osmf/crds")
+DEFAULT_OUT_DIRS = ("crds", "charts/osmf/files/crds")
 
 # Keywords a structural schema may carry; anything else in the pydantic output is a bug to fix here.
 ALLOWED_KEYS = {

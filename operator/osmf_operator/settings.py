@@ -45,9 +45,11 @@ def default_pools() -> dict[str, NodePool]:
 
 
 class Images(SettingsModel):
-    operator: str = "ghcr.io/osmf/operator:0.1.0"
-    trainer: str = "ghcr.io/osmf/trainer:0.1.0"
-    predictor: str = "ghcr.io/osmf/predictor:0.1.0"
+    # The names the release workflow publishes (.github/workflows/release.yml), tagged with the package
+    # version; no registry: the container runtime pulls from its default one.
+    operator: str = "osmf/operator:0.1.0"
+    trainer: str = "osmf/trainer:0.1.0"
+    predictor: str = "osmf/predictor:0.1.0"
     pull_policy: str = "IfNotPresent"
 
 
@@ -75,7 +77,9 @@ class OperatorSettings(SettingsModel):
     progress_interval_seconds: float = Field(default=30.0, ge=1.0)
     requeue_seconds: float = Field(default=30.0, ge=1.0, description="How often running stages are re-checked.")
     shm_size: str = "16Gi"
-    run_as_user: int = 1000
+    run_as_user: int | None = Field(
+        default=None, ge=1,
+        description="UID of job and predictor pods; none = the image's non-root user, or the platform's (OpenShift's restricted SCC).")
     code_version: str = "0.1.0"
 
     @model_validator(mode="after")

@@ -44,8 +44,9 @@ class RenderedChart:
 def render_chart(helm: Path, values: dict[str, Any], workdir: Path) -> RenderedChart:
     values_file = workdir / "chart-values.yaml"
     values_file.write_text(yaml.safe_dump(values))
+    # --include-crds: kopf's peering CRDs, which `helm install` applies from the chart's crds/.
     result = subprocess.run([str(helm), "template", RELEASE, str(CHART), "--namespace",
-                             OPERATOR_NAMESPACE, "-f", str(values_file)],
+                             OPERATOR_NAMESPACE, "-f", str(values_file), "--include-crds"],
                             capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise RuntimeError(f"helm template failed: {result.stderr.strip()}")
@@ -82,7 +83,10 @@ class InstalledOperator:
         self.cp.create_namespace(OPERATOR_NAMESPACE)
         self.bridge.serve(OPERATOR_NAMESPACE)
         self.cp.apply([s3_secret(OPERATOR_NAMESPACE)])
-        self.cp.apply(self.chart.docs)
+        # As Helm does: CRDs first and Established, then what uses them (the peering object).
+        crds = [d for d in self.chart.docs if d["kind"] == "CustomResourceDefinition"]
+        self.cp.establish_crds(crds)
+        self.cp.apply([d for d in self.chart.docs if d["kind"] != "CustomResourceDefinition"])
         self.wait_healthy(timeout)
 
     def pod_names(self) -> list[str]:

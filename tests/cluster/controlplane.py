@@ -384,6 +384,9 @@ class ControlPlane:
             f"--tls-private-key-file={self.pki / 'apiserver.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
+            # As OpenShift: an owner reference with blockOwnerDeletion needs the right to update
+            # the owner's finalizers (the operator's children carry one).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             f"--token-auth-file={tokens}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.pki / 'sa.key'}",
@@ -443,8 +446,11 @@ class ControlPlane:
         return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
 
     def install_crds(self, paths: list[Path], timeout: float = 60) -> list[str]:
+        """Apply CRDs from files, wait until they are Established, and drop kubectl's discovery cache."""
+        return self.establish_crds([yaml.safe_load(p.read_text()) for p in paths], timeout)
+
+    def establish_crds(self, docs: list[dict[str, Any]], timeout: float = 60) -> list[str]:
         """Apply CRDs, wait until they are Established, and drop kubectl's discovery cache."""
-        docs = [yaml.safe_load(p.read_text()) for p in paths]
         self.apply(docs)
         names = [f"crd/{d['metadata']['name']}" for d in docs]
         self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names,

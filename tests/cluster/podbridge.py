@@ -13,6 +13,11 @@ kubeconfig (KUBECONFIG) holding a real token of its ServiceAccount from the Toke
 a pod that talks to the API (the operator's own Deployment) does so as its ServiceAccount, with
 exactly the RBAC bound to it.
 
+Pods share this machine's network. Where a pod declares a containerPort that another running pod
+of the bridge holds (two replicas of one Deployment), the bridge moves it to a free port in the
+command, args and env, as a container runtime maps ports; `ports_of` tells a test where each pod
+listens.
+
 This is deliberately small: one main container per pod (init containers run first), `python` in
 a command means this interpreter, and nothing that needs a real container runtime.
 """
@@ -28,7 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,7 @@ class Run:
     killed: bool = False
     kubeconfig: Path | None = None
     restarts: int = 0
+    ports: dict[int, int] = field(default_factory=dict)  # containerPort → port on this machine
 
 
 class PodBridge:
@@ -154,6 +160,7 @@ class PodBridge:
                 run.kubeconfig = self._service_account_kubeconfig(pod, root)
             if len(pod["spec"]["containers"]) != 1:
                 raise BridgeError("the pod bridge runs pods with exactly one container")
+            self._allocate_ports(run)
             exit_code = 0
             for container in pod["spec"].get("initContainers", []):
                 exit_code = self._run_container(run, container, mounts, root)
@@ -208,10 +215,21 @@ class PodBridge:
             if getattr(error, "status", None) != 404:
                 raise
 
+    def _allocate_ports(self, run: Run) -> None:
+        """Each declared containerPort as is, unless another live pod of the bridge holds it."""
+        from tests.cluster.controlplane import free_port
+
+        declared = [p["containerPort"] for c in run.pod["spec"]["containers"]
+                    for p in c.get("ports", [])]
+        with self._lock:
+            held = {port for other in self.runs.values() if other is not run and not other.killed
+                    and other.exit_code is None for port in other.ports.values()}
+            run.ports = {port: (free_port() if port in held else port) for port in declared}
+
     def _run_container(self, run: Run, container: dict[str, Any], mounts: dict[str, Path],
                        root: Path) -> int:
         env = self._env(run.pod, container)
-        rewrite = self._rewriter(mounts)
+        rewrite = self._rewriter(mounts, run.ports)
         env = {k: rewrite(v) for k, v in env.items()}
         argv = [*container.get("command", []), *container.get("args", [])]
         if not argv:
@@ -417,14 +435,19 @@ class PodBridge:
             path.write_text(value)
 
     @staticmethod
-    def _rewriter(mounts: dict[str, Path]):
+    def _rewriter(mounts: dict[str, Path], ports: dict[int, int] | None = None):
         ordered = sorted(mounts.items(), key=lambda kv: -len(kv[0]))
+        moved = {str(a): str(b) for a, b in (ports or {}).items() if a != b}
+        # A moved port where a program takes one: `host:PORT`, `--flag=PORT` or a value of its own.
+        port_pattern = re.compile(r"(?:(?<=[:=])|^)(" + "|".join(moved) + r")\b") if moved else None
 
         def rewrite(value: str) -> str:
             for mount_path, local in ordered:
                 if mount_path in ("/dev/shm", "/tmp"):
                     continue  # the host's own are fine and paths there are not passed around
                 value = value.replace(mount_path.rstrip("/"), str(local))
+            if port_pattern is not None:
+                value = port_pattern.sub(lambda m: moved[m.group(1)], value)
             return value
 
         return rewrite
@@ -462,6 +485,21 @@ class PodBridge:
                                                         "finishedAt": at}}}
                                for c in run.pod["spec"]["containers"]]}}
         self.api.patch_namespaced_pod_status(pod_name, namespace, body)
+
+    def _run_of(self, namespace: str, pod_name: str) -> Run:
+        with self._lock:
+            for run in self.runs.values():
+                if (run.pod["metadata"]["namespace"], run.pod["metadata"]["name"]) == (namespace, pod_name):
+                    return run
+        raise KeyError(f"pod {namespace}/{pod_name} has not run under the bridge")
+
+    def ports_of(self, namespace: str, pod_name: str) -> dict[int, int]:
+        """containerPort → the port the pod's process listens on here."""
+        return dict(self._run_of(namespace, pod_name).ports)
+
+    def log_of(self, namespace: str, pod_name: str) -> str:
+        path = self._run_of(namespace, pod_name).log_path
+        return path.read_text(errors="replace") if path is not None and path.exists() else ""
 
     def running_pods(self, namespace: str) -> list[str]:
         with self._lock:

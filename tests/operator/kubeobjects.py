@@ -118,7 +118,7 @@ def crash_looping_pod(name: str, labels: dict[str, str], exit_code: int = 1, log
                containers=[status])
 
 
-def image_pull_pod(name: str, labels: dict[str, str], image: str = "ghcr.io/osmf/predictor:0.1.0",
+def image_pull_pod(name: str, labels: dict[str, str], image: str = "osmf/predictor:0.1.0",
                    container: str = "kserve-container") -> dict[str, Any]:
     status = {"name": container, "ready": False, "restartCount": 0,
               "state": {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}}

@@ -179,8 +179,10 @@ async def test_a_spec_change_is_a_new_run_and_a_scheduling_change_is_not(cluster
     second_hash = new["metadata"]["annotations"]["osmf.dev/input-hash"]
     assert cluster.job_config(new)["spec"]["clustering"]["maxGroups"] == 4
     await cluster.wait_for("the old run's Job to be deleted", lambda: cluster.get("Job", old["metadata"]["name"]) is None)
-    status = cluster.get("AudienceGrouping", "grouping")["status"]
-    assert status["observedGeneration"] == 2 and status["artifacts"]["inputHash"] == second_hash
+    # The status write follows the deletion in the same reconcile: wait for it rather than race it.
+    status = await cluster.wait_for("the status of generation 2", lambda: (
+        lambda st: st if st.get("observedGeneration") == 2 else None)(cluster.get("AudienceGrouping", "grouping").get("status") or {}))
+    assert status["artifacts"]["inputHash"] == second_hash
     assert [c["name"] for c in status["children"]["objects"]] == [new["metadata"]["name"]]
 
     config = await cluster.run_steps("AudienceGrouping", "grouping", {"auroc": 0.8})

@@ -161,7 +161,7 @@ def test_osmf_validate_and_crds_check_run_without_the_ml_extras(tmp_path):
         run("validate", "examples")
         run("validate", {str(bad)!r})
         run("crds", "--check", "--out", "crds")
-        run("crds", "--check", "--out", "charts/osmf/crds")
+        run("crds", "--check", "--out", "charts/osmf/files/crds")
         check_nothing_blocked_loaded()
     """, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -238,7 +238,9 @@ def test_every_variant_validates_strictly_and_keeps_the_invariants(variant, sett
     assert pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == settings.run_as_user
+    # A UID only when the settings name one (OpenShift's restricted SCC assigns its own).
+    for key in ("runAsUser", "runAsGroup", "fsGroup"):
+        assert pod["securityContext"].get(key) == settings.run_as_user
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     main = container(job)
     assert main["securityContext"]["allowPrivilegeEscalation"] is False

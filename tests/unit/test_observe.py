@@ -140,7 +140,7 @@ def test_inference_service_ready_and_url():
     (lambda l: crash_looping_pod("p", l, exit_code=2, log_tail="…\nValueError: no campaign.json"), "CrashLoopBackOff",
      "keeps crashing (restarts: 5, last exit code 2): ValueError: no campaign.json"),
     (lambda l: crash_looping_pod("p", l, oom=True), "OOMKilled", "exceeding its memory limit"),
-    (lambda l: image_pull_pod("p", l), "ImagePullBackOff", 'Back-off pulling image "ghcr.io/osmf/predictor:0.1.0"'),
+    (lambda l: image_pull_pod("p", l), "ImagePullBackOff", 'Back-off pulling image "osmf/predictor:0.1.0"'),
     (lambda l: unschedulable_pod("p", l, "0/4 nodes are available: 4 Insufficient memory."), "Unschedulable", "4 Insufficient memory"),
 ])
 def test_broken_predictor_pods_are_surfaced_even_when_kserve_says_ready(make, reason, fragment):

@@ -46,3 +46,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $_ := set $settings "images" $images -}}
 {{- toYaml $settings -}}
 {{- end -}}
+
+{{/* The peering object's name: kopf replicas with the same name see each other. */}}
+{{- define "osmf.peeringName" -}}
+{{- default (include "osmf.fullname" .) .Values.peering.name -}}
+{{- end -}}
+
+{{/*
+The operator pod's securityContext. Non-root always; a UID only when settings.runAsUser sets one
+(the Jobs get the same from the operator), so OpenShift's restricted SCC can assign its own.
+*/}}
+{{- define "osmf.podSecurityContext" -}}
+runAsNonRoot: true
+{{- with .Values.settings.runAsUser }}
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+fsGroup: {{ . }}
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}

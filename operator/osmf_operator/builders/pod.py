@@ -128,14 +128,13 @@ def container_resources(resources: Resources, gpu: bool, settings: OperatorSetti
 
 
 def pod_security_context(settings: OperatorSettings) -> dict[str, Any]:
+    """Non-root always; a UID only when the settings name one. Without it the images' own non-root user
+    runs, or the UID OpenShift's restricted SCC assigns (it refuses pods that ask for another)."""
+    context: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     uid = settings.run_as_user
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    if uid is not None:
+        context.update(runAsUser=uid, runAsGroup=uid, fsGroup=uid)
+    return context
 
 
 def container_security_context() -> dict[str, Any]:
