@@ -152,3 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
+
+
+if __name__ == "__main__":
+    from osmf_jobs.runtime import exit_cli
+
+    exit_cli(main)
