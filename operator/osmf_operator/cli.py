@@ -92,10 +92,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return fail(f"synthetic world generation failed (exit {code})", code)
     code, run = run_local(demo_resources(world.as_uri()), str(root), console)
     grouping, dataset, campaign = (output_uri(run, kind) for kind in (Kind.AUDIENCE_GROUPING, Kind.GAIP_DATASET, Kind.AD_IMAGE_CAMPAIGN))
+    reward = next((r.status.artifacts.output.uri for r in run.resources if r.kind == Kind.GMLLM_TRAINING
+                   and r.spec.task == "reward" and r.status.artifacts.output is not None), None)
     evaluation = root / ArtifactRoot.EVALUATION_DIR  # measured against the world's truth, which no stage reads
     if (world / World.TRUTH).exists() and grouping:
         console.print(f"[bold]The runs against the world's truth[/] ({evaluation})")
-        runs = ["--grouping", grouping, *(["--dataset", dataset, "--campaign", campaign] if dataset and campaign else [])]
+        runs = ["--grouping", grouping, *(["--dataset", dataset, "--campaign", campaign] if dataset and campaign else []),
+                *(["--reward", reward] if reward and campaign else [])]
         code = code or run_job_tool("osmf_jobs.synth.evaluate", ["--world", str(world), *runs, "--out", str(evaluation)])
     if campaign:
         console.print(f"Campaign report: {join(campaign, Campaign.REPORT_HTML)}")

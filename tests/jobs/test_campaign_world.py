@@ -95,9 +95,11 @@ def write_logged(data: Path, products: list[str]) -> None:
     pd.DataFrame(rows).to_parquet(data / "images.parquet")
 
 
-def write_preference_model(grouping: Path, products: list[str], seed: int) -> "Assigner":
-    """A random PAAG preference model exported as the grouping job exports it (model/config.json +
-    model/weights.npz, paag's layout); returns a numpy Assigner over it (groups not yet attached)."""
+def write_preference_model(grouping: Path, products: list[str], seed: int, dim: int = GROUP_DIM,
+                           vocab: dict[str, list] | None = None) -> "Assigner":
+    """A random PAAG preference model over builtin:image-stats, exported as the grouping job exports it
+    (model/config.json + model/weights.npz, paag's layout); returns a numpy Assigner over it (groups
+    not yet attached)."""
     import torch
 
     from osmf_core.layout import Grouping
@@ -105,20 +107,20 @@ def write_preference_model(grouping: Path, products: list[str], seed: int) -> "A
     from osmf_jobs.paag.model import PreferenceModel, export_arrays
 
     rng = np.random.default_rng(seed)
-    vocab = {"age_band": list(AGE_BANDS), "region": list(REGIONS)}
+    vocab = vocab or {"age_band": list(AGE_BANDS), "region": list(REGIONS)}
     from osmf_jobs.paag.encoders import BUILTIN_IMAGE_STATS, image_statistics
 
     stats_dim = len(image_statistics(np.zeros((64, 64, 3), np.uint8))[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = PreferenceModel([len(v) for v in vocab.values()], text_dim=8, image_token_dim=8, creative_dim=stats_dim, d=GROUP_DIM,
+        model = PreferenceModel([len(v) for v in vocab.values()], text_dim=8, image_token_dim=8, creative_dim=stats_dim, d=dim,
                                 n_products=len(products))
     arrays = export_arrays(
         model, rng.normal(size=(len(products), 3, 8)).astype(np.float32), np.ones((len(products), 3), bool),
         rng.normal(size=(len(products), 4, 8)).astype(np.float32), np.zeros((0, stats_dim), np.float32),
         np.zeros(stats_dim, np.float32), np.full(stats_dim, 0.1, np.float32), np.zeros(len(products), np.int64),
     )
-    config = {"attributes": list(ATTRIBUTES), "vocab": vocab, "products": products, "creatives": [], "embedding_dim": GROUP_DIM,
+    config = {"attributes": list(vocab), "vocab": vocab, "products": products, "creatives": [], "embedding_dim": dim,
               "image_encoder": BUILTIN_IMAGE_STATS}
     (grouping / Grouping.MODEL_CONFIG).parent.mkdir(parents=True, exist_ok=True)
     (grouping / Grouping.MODEL_CONFIG).write_text(json.dumps(config))

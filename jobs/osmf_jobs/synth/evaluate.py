@@ -126,25 +126,47 @@ def evaluate_grouping(world_uri: str, grouping_uri: str, min_impressions: int = 
     }
 
 
+def reward_accuracies(reward: str | None) -> dict[str, Any]:
+    """The reward run's own held-out figures (what the GRM and the preference model scored)."""
+    if not reward:
+        return {}
+    from osmf_core.layout import METRICS
+    from osmf_core.store import open_store
+
+    metrics = open_store(reward).read_json(METRICS)
+    keys = ("pairwise_accuracy", "pairwise_accuracy_group_blind", "preference_model_pairwise_accuracy")
+    return {f"reward_{k}" if not k.startswith("preference") else k: metrics.get(k) for k in keys}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .lift import EvaluationError, evaluate_campaign
+    from .lift import EvaluationError, Evaluator, compare_campaigns, summarize
 
     parser = argparse.ArgumentParser(prog="python -m osmf_jobs.synth.evaluate", description="Evaluate a pipeline's runs against a synthetic world's truth.")
     parser.add_argument("--world", required=True, help="the synthetic world root (with truth/)")
     parser.add_argument("--grouping", required=True, help="the AudienceGrouping run directory")
     parser.add_argument("--dataset", help="the GAIPDataset run (its eval split are the held-out products); needed with --campaign")
     parser.add_argument("--campaign", help="the AdImageCampaign run to evaluate")
+    parser.add_argument("--before", help="a campaign from the policy before Group-DPO, over the same products: a paired comparison")
+    parser.add_argument("--reward", help="the reward GMLLMTraining run: its held-out accuracy beside the ceiling the pairs allow")
     parser.add_argument("--min-impressions", type=int, default=1, help="cells with fewer impressions are left out of NDCG")
     parser.add_argument("--out", required=True, help="directory for grouping.json and campaign-lift.json")
     args = parser.parse_args(argv)
     if bool(args.dataset) != bool(args.campaign):
         parser.error("--dataset and --campaign go together")
+    if (args.before or args.reward) and not args.campaign:
+        parser.error("--before and --reward need --campaign")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {ArtifactRoot.GROUPING_EVALUATION: evaluate_grouping(args.world, args.grouping, args.min_impressions)}
     if args.campaign:
         try:
-            results[ArtifactRoot.CAMPAIGN_LIFT] = evaluate_campaign(args.world, args.grouping, args.dataset, args.campaign)
+            evaluator = Evaluator(args.world, args.grouping, args.dataset)
+            after = evaluator.outcomes(args.campaign)
+            lift = summarize(after)
+            if args.before:
+                lift["versus_before"] = compare_campaigns(after, evaluator.outcomes(args.before))
+            lift["reward_pairs"] = evaluator.reward_pairs() | reward_accuracies(args.reward)
+            results[ArtifactRoot.CAMPAIGN_LIFT] = lift
         except EvaluationError as error:
             print(f"osmf evaluate: {' '.join(str(error).split())}", file=sys.stderr)
             return 2

@@ -234,7 +234,8 @@ class Evaluator:
         from osmf_jobs.paag import Assigner
 
         self.truth = load_truth(world)
-        samples = read_parquet(open_store(dataset), GAIP.SAMPLES, what="--dataset")
+        self.dataset = open_store(dataset)
+        samples = read_parquet(self.dataset, GAIP.SAMPLES, what="--dataset")
         self.samples = samples.assign(product_id=samples["product_id"].astype(str))
         self.held_out = sorted(set(self.samples.loc[self.samples["split"] == GAIP.EVAL, "product_id"]))
         self.assigner = Assigner.load(grouping)
@@ -259,6 +260,29 @@ class Evaluator:
                        for pid in evaluated}
         per_user = {m: np.sum([per_product[pid][m] for pid in evaluated], axis=0) for m in METHODS}  # summed over products
         return Outcomes(self.truth, per_user, products, evaluated, {pid: self.views[pid] for pid in evaluated})
+
+
+    def reward_pairs(self) -> dict[str, Any]:
+        """What the GAIP held-out pairs allow a reward model: the share whose two images the truth
+        rates equally for the group (no scorer can rank those better than ½), the ceiling that leaves
+        (1 − ties / 2), and how often the truth agrees with the pair's logged order."""
+        pairs = read_parquet(self.dataset, GAIP.PAIRS, what="--dataset")
+        pairs = pairs[(pairs["split"] == GAIP.EVAL)].assign(product_id=lambda f: f["product_id"].astype(str))
+        ties, agree = 0, 0.0
+        for row in pairs.itertuples(index=False):
+            view = self.views.get(row.product_id) or self.views.setdefault(row.product_id, viewers(self.truth, self.assigner, row.product_id))
+            members = view.groups == int(row.group_id)
+            if not members.any():
+                continue
+            segs, base = view.segments[members], view.base[members]
+            ctr = [float(np.mean(sigmoid(base + self.truth.segment_bonuses(row.product_id, self.truth.logged_description(row.product_id, iid))[segs])))
+                   for iid in (row.chosen_image_id, row.rejected_image_id)]
+            tie = abs(ctr[0] - ctr[1]) < 1e-12
+            ties += tie
+            agree += 0.5 if tie else float(ctr[0] > ctr[1])
+        n = len(pairs)
+        return {"heldout_pairs": n, "true_tie_share": ties / n if n else None,
+                "ceiling_ties_allow": 1 - ties / (2 * n) if n else None, "truth_agrees_with_logged_order": agree / n if n else None}
 
 
 def summarize(outcomes: Outcomes, seed: int = 0) -> dict[str, Any]:
