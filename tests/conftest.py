@@ -7,6 +7,7 @@ take the fixture; everything else never starts it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -84,9 +85,12 @@ class S3Server:
         if self.running:
             return
         with open(self.log_path, "ab") as log:
+            # Without the AWS variables: given AWS_ACCESS_KEY_ID, weed makes it an admin identity and then
+            # refuses every other key (a restart inside the session, whose fixture sets them, did).
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
-                start_new_session=True,
+                start_new_session=True, env=env,
             )
         self._wait_ready(timeout)
 

@@ -4,6 +4,9 @@ S3 settings come the standard AWS way (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_
 S3-compatible endpoint works without OSMF-specific variables (botocore addresses a custom endpoint
 path-style, `http://host/bucket/key`, so no wildcard DNS is needed).
 
+Per-namespace identities (operator tenancy): `open_store(uri, credentials=S3Credentials(...))` reads
+with that identity and endpoint instead of the process-wide environment; one client per identity.
+
 Errors: a missing file or key raises FileNotFoundError; an unreachable or failing store raises
 StoreError (retriable for jobs). Files travel by streaming (multipart for large ones), never whole
 in memory, so multi-GB model shards are fine.
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
@@ -151,37 +155,70 @@ class FileStore(_JsonMixin):
         return "sha256:" + sha256_hex("\n".join(entries).encode())
 
 
-@functools.lru_cache(maxsize=8)
-def _s3_client(endpoint: str | None, access_key: str | None, region: str | None) -> Any:
-    """One client per endpoint/identity (clients are thread-safe and slow to build); boto3 reads the rest of the environment."""
-    import boto3
+@dataclass(frozen=True)
+class S3Credentials:
+    """One S3 identity and where it reaches the store; a None field falls back to boto3's usual chain
+    (environment, config files, workload identity). `repr` never shows the secret."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"S3Credentials(endpoint_url={self.endpoint_url!r}, region={self.region!r}, access_key_id={self.access_key_id!r})"
+
+
+def _client_config() -> Any:
     from botocore.config import Config
 
-    config = Config(
+    return Config(
         retries={"max_attempts": 5, "mode": "standard"},
         connect_timeout=10,  # the default (60 s) × 5 attempts would hide an unreachable store for minutes
         read_timeout=120,
     )
-    return boto3.client("s3", config=config)
+
+
+@functools.lru_cache(maxsize=8)
+def _environment_client(endpoint: str | None, access_key: str | None, region: str | None) -> Any:
+    """Keyed by the variables that pick the endpoint and identity, so a changed environment gets a new
+    client; boto3 reads the rest of the environment itself."""
+    import boto3
+
+    return boto3.client("s3", config=_client_config())
 
 
 def default_s3_client() -> Any:
     """The client the standard AWS environment describes (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return _s3_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return _environment_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+
+
+@functools.lru_cache(maxsize=64)
+def s3_client_for(credentials: S3Credentials) -> Any:
+    """One client per identity (clients are thread-safe and slow to build)."""
+    import boto3
+
+    return boto3.client(
+        "s3", config=_client_config(), endpoint_url=credentials.endpoint_url, region_name=credentials.region,
+        aws_access_key_id=credentials.access_key_id, aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+    )
 
 
 class S3Store(_JsonMixin):
-    def __init__(self, bucket: str, prefix: str, client: Any = None):
+    def __init__(self, bucket: str, prefix: str, client: Any = None, credentials: S3Credentials | None = None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._client = client
+        self.credentials = credentials
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = default_s3_client()
+            self._client = s3_client_for(self.credentials) if self.credentials is not None else default_s3_client()
         return self._client
 
     def _key(self, rel: str) -> str:
@@ -208,7 +245,7 @@ class S3Store(_JsonMixin):
             return getattr(self.client, method)(**kwargs)
 
     def child(self, rel: str) -> "S3Store":
-        return S3Store(self.bucket, self._key(rel), self._client)
+        return S3Store(self.bucket, self._key(rel), self._client, self.credentials)
 
     def exists(self, rel: str) -> bool:
         key = self._key(rel)
@@ -307,14 +344,16 @@ class S3Store(_JsonMixin):
         return "sha256:" + sha256_hex("\n".join(sorted(entries)).encode())
 
 
-def open_store(uri: str | Path) -> ArtifactStore:
-    """A store rooted at `uri`: s3://bucket/prefix, file:///path, or a plain path."""
+def open_store(uri: str | Path, credentials: S3Credentials | None = None) -> ArtifactStore:
+    """A store rooted at `uri`: s3://bucket/prefix, file:///path, or a plain path.
+
+    `credentials`: the S3 identity and endpoint to use instead of the environment's (file stores ignore it)."""
     text = str(uri)
     parsed = urlparse(text)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"{text}: an s3 URI needs a bucket (s3://bucket/prefix)")
-        return S3Store(parsed.netloc, parsed.path)
+        return S3Store(parsed.netloc, parsed.path, credentials=credentials)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise ValueError(f"{text}: file URIs are absolute (file:///path); for a relative path drop the scheme")

@@ -32,8 +32,30 @@ def seniority_priority(now_ns: int, tiebreak: int) -> int:
     return -(now_ns // 1_000_000) * 1000 - tiebreak
 
 
+# glibc's mallopt(M_ARENA_MAX): by default each thread that allocates may get its own malloc arena
+# (up to 8 per core), and memory freed in one stays mapped there. The operator's worker threads parse
+# API responses in turn, so arenas multiplied its resident memory (docs/operator.md, "Memory").
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Before any thread starts; a no-op where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    limit_malloc_arenas()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
 

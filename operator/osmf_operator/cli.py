@@ -1,4 +1,5 @@
-"""`osmf`: the local runtime, offline rendering and validation, CRD generation, and job tools.
+"""`osmf`: the local runtime, offline rendering and validation, a resource's status and logs on a
+cluster, CRD generation, and job tools.
 
 Commands that need the ML stack (synth, grouping) run the job packages as subprocesses, so this
 module stays importable with the operator's light dependencies only.
@@ -138,6 +139,85 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cluster_client(args: argparse.Namespace):
+    """(Kube, namespace) from the kubeconfig kubectl would use; -n overrides its context's namespace."""
+    from .kube import Kube
+
+    kube, namespace = Kube.from_kubeconfig(args.kubeconfig, args.context)
+    return kube, args.namespace or namespace
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from .kube import KubeError
+    from .statusview import ViewError, describe, resolve
+
+    try:
+        info, name = resolve(args.target)
+        kube, namespace = cluster_client(args)
+        body = kube.get(info.kind, namespace, name)
+        if body is None:
+            return fail(f"{info.kind} {namespace}/{name} not found; kubectl get {info.plural} -n {namespace} lists them", 1)
+        children = {}
+        for child in ((body.get("status") or {}).get("children") or {}).get("objects") or []:
+            if child["kind"] in ("Job", "InferenceService"):
+                children[(child["kind"], child["name"])] = kube.get(child["kind"], namespace, child["name"])
+    except (ViewError, KubeError) as error:
+        return fail(str(error))
+    print(describe(body, children, datetime.now(timezone.utc)))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .builders.jobs import CONTAINER
+    from .kube import KubeError
+    from .statusview import ViewError, resolve, step_job
+
+    try:
+        info, name = resolve(args.target)
+        kube, namespace = cluster_client(args)
+        body = kube.get(info.kind, namespace, name)
+        if body is None:
+            return fail(f"{info.kind} {namespace}/{name} not found; kubectl get {info.plural} -n {namespace} lists them", 1)
+        step, job = step_job(body, args.step)
+        pods = sorted(kube.job_pods(namespace, job), key=lambda p: p["metadata"]["name"])
+    except (ViewError, KubeError) as error:
+        return fail(str(error))
+    if not pods:
+        return fail(f"job {job} (step {step}) has no pods (not started yet, or removed after ttlSecondsAfterFinished)", 1)
+    prefix = len(pods) > 1  # shards and gangs: each line says which pod wrote it, as kubectl logs --prefix
+
+    def show(pod: dict) -> str | None:
+        pod_name, buffer = pod["metadata"]["name"], b""
+        try:
+            for chunk in kube.pod_log(namespace, pod_name, CONTAINER, follow=args.follow):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    print(f"[{pod_name}] " * prefix + line.decode(errors="replace"), flush=True)
+            if buffer:
+                print(f"[{pod_name}] " * prefix + buffer.decode(errors="replace"), flush=True)
+        except KubeError as error:
+            return f"{pod_name}: {error}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=len(pods)) as pool:
+        errors = [e for e in pool.map(show, pods) if e]
+    for error in errors:
+        print(f"osmf: logs of {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cluster_target(command: argparse.ArgumentParser) -> None:
+    command.add_argument("target", metavar="KIND/NAME", help="e.g. audiencegrouping/my-grouping or ag/my-grouping")
+    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    command.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
+    command.add_argument("--context", help="kubeconfig context (default: the current one)")
+
+
 def cluster_arguments(command: argparse.ArgumentParser) -> None:
     """What validate and render both read, so that they agree on every input."""
     command.add_argument("paths", nargs="+", metavar="FILE|DIR")
@@ -183,6 +263,16 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check resources (and what depends on the operator settings); one line per problem")
     cluster_arguments(validate)
     validate.set_defaults(func=cmd_validate)
+
+    status = sub.add_parser("status", help="a resource on the cluster: stage, progress, conditions, children")
+    cluster_target(status)
+    status.set_defaults(func=cmd_status)
+
+    logs = sub.add_parser("logs", help="logs of a resource's running (or --step) step's pods on the cluster")
+    cluster_target(logs)
+    logs.add_argument("--step", help="the step whose Job's pods to show (default: the running one, else the last)")
+    logs.add_argument("-f", "--follow", action="store_true", help="stream until the pods end")
+    logs.set_defaults(func=cmd_logs)
 
     crds = sub.add_parser("crds", help="generate the CRDs from the API models")
     crds.add_argument("--out", help="one output directory (default: crds/ and the chart's charts/osmf/files/crds/)")

@@ -35,10 +35,15 @@ from .metrics import OperatorMetrics
 from .observe import job_is_suspended, job_needs_pods, observe_job, observe_service
 from .settings import OperatorSettings
 from osmf_core.layout import progress_files
-from osmf_core.store import StoreError, open_store, read_manifest
+from osmf_core.store import ArtifactStore, S3Credentials, StoreError, open_store, read_manifest
+from .tenancy import URI_NOT_ALLOWED, credentials_from_secret, uri_problems
 
 LOG = logging.getLogger("osmf.operator")
 Key = tuple[str, str, str]  # kind, namespace, name
+# A tenant's credentials Secret is read again after this long (rotation reaches the operator's reads).
+CREDENTIALS_TTL_SECONDS = 60.0
+# A data listing is reused this long (its digest is the data's part of the input hash).
+FINGERPRINT_TTL_SECONDS = 5.0
 
 
 def utcnow() -> datetime:
@@ -119,6 +124,12 @@ class Operator:
         # (namespace, kind, name) of a resource → the (kind, name)s in that namespace that consume it.
         self._consumers: dict[Key, set[tuple[str, str]]] = {}
         self._consumes: dict[Key, set[Key]] = {}
+        self._credentials: dict[str, tuple[float, S3Credentials | None]] = {}
+        # Event-driven passes waiting for a resource's lock (at most one each: it reads fresh state when
+        # it starts, so it covers every event that arrived while it waited).
+        self._waiting: set[Key] = set()
+        self._last_pass: dict[Key, float] = {}  # monotonic time of each resource's last pass
+        self._fingerprints: dict[tuple[str, S3Credentials | None], tuple[float, threading.Lock, str | None]] = {}
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -146,15 +157,25 @@ class Operator:
             for dep in self._consumes.pop(me, set()):
                 self._consumers.get(dep, set()).discard((kind, name))
             self._locks.pop(me, None)
+            self._last_pass.pop(me, None)
         self.metrics.forget(kind, namespace, name)
 
     # -- the reconcile ----------------------------------------------------------------------------
+
+    def due(self, kind: str, namespace: str, name: str) -> bool:
+        """For the timer: not passed over (by any trigger) within the last requeueSeconds."""
+        with self._guard:
+            last = self._last_pass.get((kind, namespace, name))
+        return last is None or time.monotonic() - last >= 0.9 * self.settings.requeue_seconds
 
     def reconcile(self, kind: str, namespace: str, name: str) -> Decision | None:
         """One pass for one resource; None when it is gone or going. Raises KubeError/StoreError to retry."""
         start = time.monotonic()
         try:
             with self._lock((kind, namespace, name)):
+                with self._guard:
+                    self._waiting.discard((kind, namespace, name))
+                    self._last_pass[(kind, namespace, name)] = time.monotonic()
                 return self._reconcile(kind, namespace, name)
         except Exception as error:
             self.metrics.errors.labels(kind, type(error).__name__).inc()
@@ -164,7 +185,14 @@ class Operator:
             self.metrics.duration.labels(kind).observe(time.monotonic() - start)
 
     def reconcile_quietly(self, kind: str, namespace: str, name: str) -> None:
-        """For event-driven passes: a failure is logged; the timer or the next event tries again."""
+        """For event-driven passes: a failure is logged; the timer or the next event tries again.
+
+        A burst of events (a new Job's ADDED and its first status updates) costs one pass, not one each:
+        when a pass of this resource is already waiting for its lock, that one will see this change too."""
+        with self._guard:
+            if (kind, namespace, name) in self._waiting:
+                return
+            self._waiting.add((kind, namespace, name))
         try:
             self.reconcile(kind, namespace, name)
         except (KubeError, OSError) as error:
@@ -179,7 +207,11 @@ class Operator:
         resource, invalid = parse(body)
         if invalid is None:
             invalid = "; ".join(spec_problems(resource, self.settings)) or None
-        if invalid is None:
+        forbidden = "; ".join(uri_problems(resource, self.settings.artifacts_for(namespace))) if invalid is None else None
+        if forbidden:  # checked before anything is read for this resource: outside the allow-list, nothing is
+            observed = Observed(resource=resource, plan=Blocked(URI_NOT_ALLOWED, forbidden, stalled=True),
+                                code_version=self.settings.code_version)
+        elif invalid is None:
             self.remember_references(resource)
             try:
                 observed = self.observe(resource, now)
@@ -208,6 +240,56 @@ class Operator:
         observed = Observed(resource=resource, plan=blocked, code_version=self.settings.code_version)
         self.write_status(body, decide(observed, rfc3339(now)))
 
+    # -- the artifact store, as the namespace's identity ----------------------------------------------
+
+    def credentials(self, namespace: str) -> S3Credentials | None:
+        """The identity the operator reads a namespace's artifacts with: its tenant's Secret, else the
+        process-wide environment (None) at the tenant's endpoint."""
+        if namespace not in self.settings.tenants:
+            return None
+        with self._guard:
+            cached = self._credentials.get(namespace)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        artifacts = self.settings.artifacts_for(namespace)
+        tenant = self.settings.tenants[namespace]
+        if tenant.credentials_secret is not None:
+            where = f"{namespace}/{tenant.credentials_secret}"
+            try:
+                credentials = credentials_from_secret(self.kube.secret_data(namespace, tenant.credentials_secret), artifacts, where)
+            except LookupError as error:
+                raise StoreError(str(error)) from None
+            except KubeError as error:
+                raise StoreError(f"Secret {where} with the namespace's artifact credentials cannot be read: {error}") from None
+        elif (artifacts.endpoint_url, artifacts.region) != (self.settings.artifacts.endpoint_url, self.settings.artifacts.region):
+            credentials = S3Credentials(endpoint_url=artifacts.endpoint_url, region=artifacts.region)
+        else:
+            credentials = None
+        with self._guard:
+            self._credentials[namespace] = (time.monotonic() + CREDENTIALS_TTL_SECONDS, credentials)
+        return credentials
+
+    def store(self, namespace: str, uri: str) -> ArtifactStore:
+        return open_store(uri, self.credentials(namespace))
+
+    def fingerprint(self, namespace: str, uri: str) -> str:
+        """The data listing's digest, listed once per FINGERPRINT_TTL_SECONDS per URI and identity: a
+        thousand resources applied at once over one dataset list it once, not a thousand times."""
+        credentials = self.credentials(namespace)
+        key = (uri, credentials)
+        with self._guard:
+            expires, lock, digest = self._fingerprints.get(key) or (0.0, threading.Lock(), None)
+            self._fingerprints[key] = (expires, lock, digest)
+        with lock:  # the first caller lists; the others wait for its answer
+            with self._guard:
+                expires, _, digest = self._fingerprints[key]
+            if digest is not None and expires > time.monotonic():
+                return digest
+            digest = open_store(uri, credentials).fingerprint()
+            with self._guard:
+                self._fingerprints[key] = (time.monotonic() + FINGERPRINT_TTL_SECONDS, lock, digest)
+            return digest
+
     # -- observe ----------------------------------------------------------------------------------
 
     def dependency(self, ref: Reference, namespace: str) -> Resource | None:
@@ -217,13 +299,13 @@ class Operator:
     def observe(self, resource: Resource, now: datetime) -> Observed:
         found = {ref.role: self.dependency(ref, resource.namespace) for ref in references(resource)}
         data_uri = resource.info.raw_data_uri(resource.spec)
-        fingerprint = open_store(data_uri).fingerprint() if data_uri is not None else None
-        plan = plan_run(resource, found, self.settings.artifacts.root_uri, fingerprint)
+        fingerprint = self.fingerprint(resource.namespace, data_uri) if data_uri is not None else None
+        plan = plan_run(resource, found, self.settings.artifacts_for(resource.namespace).root_uri, fingerprint)
         observed = Observed(resource=resource, plan=plan, code_version=self.settings.code_version)
         if isinstance(plan, Blocked):
             return observed
         observed.jobs = self.observe_jobs(resource)  # children first, then the manifest
-        store = open_store(plan.run_uri)
+        store = self.store(resource.namespace, plan.run_uri)
         observed.manifest = read_manifest(store)
         if observed.manifest is None:
             observed.progress = self.read_progress(resource, plan, observed.jobs, store, now)
@@ -372,7 +454,9 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
             return run(_kind, namespace, name)
 
         def on_timer(namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
-            return run(_kind, namespace, name)
+            if operator.due(_kind, namespace, name):  # an event-driven pass may just have looked
+                return run(_kind, namespace, name)
+            return None
 
         def on_event(type: str | None, namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
             if type == "DELETED":
@@ -396,7 +480,9 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
         operator.reconcile_quietly(kind, namespace, name)
 
     def is_owned_change(type: str | None, body: dict[str, Any], **_: Any) -> bool:
-        return type is not None and controller_owner(body) is not None  # the initial listing is on.resume's
+        # The initial listing is on.resume's; a child without status yet (the echo of our own create)
+        # says nothing the pass that created it did not know: its controller's first status write does.
+        return type is not None and controller_owner(body) is not None and (type == "DELETED" or bool(body.get("status")))
 
     for group, version, plural in (("batch", "v1", "jobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")):
         kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=dict(MANAGED_BY), when=is_owned_change,

@@ -10,7 +10,7 @@ import hashlib
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -29,7 +29,7 @@ SPEC_HASH_ANNOTATION = "osmf.dev/spec-hash"
 PLURALS: dict[str, dict[str, str]] = {
     API_VERSION: {kind: info.plural for kind, info in KINDS.items()},
     "batch/v1": {"Job": "jobs"},
-    "v1": {"ConfigMap": "configmaps", "Service": "services", "Pod": "pods", "Event": "events"},
+    "v1": {"ConfigMap": "configmaps", "Service": "services", "Pod": "pods", "Event": "events", "Secret": "secrets"},
     "serving.kserve.io/v1beta1": {"InferenceService": "inferenceservices"},
     "kueue.x-k8s.io/v1beta1": {"Workload": "workloads"},
 }
@@ -97,6 +97,25 @@ class Kube:
         return cls(k8s.ApiClient(configuration))
 
     @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> tuple["Kube", str]:
+        """For the CLI: the kubeconfig kubectl would use (KUBECONFIG, ~/.kube/config; else in-cluster),
+        and the namespace of its current context."""
+        try:
+            k8s_config.load_kube_config(config_file=path, context=context)
+            contexts, active = k8s_config.list_kube_config_contexts(config_file=path)
+            active = next((c for c in contexts if c["name"] == context), active) if context else active
+            namespace = ((active or {}).get("context") or {}).get("namespace") or "default"
+        except (k8s_config.ConfigException, OSError) as error:
+            try:
+                k8s_config.load_incluster_config()
+            except k8s_config.ConfigException:
+                raise KubeError(0, f"no cluster to talk to: {' '.join(str(error).split())}; set KUBECONFIG or pass --kubeconfig") from None
+            namespace = "default"
+        configuration = k8s.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = CONNECTIONS
+        return cls(k8s.ApiClient(configuration)), namespace
+
+    @classmethod
     def for_server(cls, host: str, token: str | None = None, verify_ssl: bool = True) -> "Kube":
         configuration = k8s.Configuration()
         configuration.host = host.rstrip("/")
@@ -111,11 +130,16 @@ class Kube:
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
                 content_type: str = "application/json") -> Any:
+        data = self._call(method, path, body, query, content_type).data
+        return json.loads(data) if data else None
+
+    def _call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
+              content_type: str = "application/json", timeout: Any = REQUEST_TIMEOUT, accept: str = "application/json") -> Any:
         try:
-            response = self.api.call_api(
+            return self.api.call_api(
                 path, method, query_params=list((query or {}).items()),
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
+                header_params={"Accept": accept, "Content-Type": content_type},
+                body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
             )
         except k8s.ApiException as error:
             message = error.reason or ""
@@ -127,8 +151,6 @@ class Kube:
             raise kind(error.status or 0, message) from None
         except Exception as error:  # noqa: BLE001 - connection refused, timeouts, TLS: all "not reached"
             raise KubeError(0, f"{method} {path}: {error}") from None
-        data = response.data
-        return json.loads(data) if data else None
 
     # -- generic verbs ----------------------------------------------------------------------------
 
@@ -210,6 +232,21 @@ class Kube:
                  "spec": desired["spec"]}
         self.merge_patch(obj["kind"], meta["namespace"], meta["name"], patch)
         return "updated"
+
+    def pod_log(self, namespace: str, pod: str, container: str, follow: bool = False) -> Iterator[bytes]:
+        """A container's log as it arrives (`follow`: until the container ends or the caller stops)."""
+        query = {"container": container, **({"follow": "true"} if follow else {})}
+        response = self._call("GET", path_for("Pod", namespace, pod, "log"), query=query, accept="*/*",
+                              timeout=(REQUEST_TIMEOUT[0], None) if follow else REQUEST_TIMEOUT)
+        try:
+            yield from response.stream(4096, decode_content=True)
+        finally:
+            response.release_conn()
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's `data` (values base64, as the API returns them); None when it does not exist."""
+        secret = self.get("Secret", namespace, name)
+        return None if secret is None else secret.get("data") or {}
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return self.list("Pod", namespace, {"batch.kubernetes.io/job-name": job})

@@ -36,7 +36,7 @@ def placeholder_uid(resource: Resource) -> str:
 def render_resource(resource: Resource, found: dict[str, Resource | None], settings: OperatorSettings) -> tuple[Rendered, Resource | None]:
     """Every child of one resource, and the resource as its dependents see it once it has run (None: blocked)."""
     label = f"{resource.kind}/{resource.name}"
-    plan = plan_run(resource, found, settings.artifacts.root_uri, data_fingerprint=UNKNOWN_DIGEST)
+    plan = plan_run(resource, found, settings.artifacts_for(resource.namespace).root_uri, data_fingerprint=UNKNOWN_DIGEST)
     if isinstance(plan, Blocked):
         return [(f"{label}: not rendered: {plan.message}", {})], None
     owner = owner_of(resource)
@@ -79,8 +79,11 @@ def render_paths(paths: list[str], settings_file: str | None, artifact_root: str
         print(problem, file=sys.stderr)
     if has_errors(problems):
         return 2
-    if artifact_root:
-        settings = settings.model_copy(update={"artifacts": settings.artifacts.model_copy(update={"root_uri": artifact_root})})
+    if artifact_root:  # every namespace's root, the tenants' too
+        settings = settings.model_copy(update={
+            "artifacts": settings.artifacts.model_copy(update={"root_uri": artifact_root}),
+            "tenants": {ns: t.model_copy(update={"root_uri": artifact_root}) for ns, t in settings.tenants.items()},
+        })
     try:
         rendered = render_resources(resources, settings)
     except BuildError as error:  # spec_problems reports these first; this keeps a surprise to one line

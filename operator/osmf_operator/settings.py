@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -53,12 +53,35 @@ class Images(SettingsModel):
     pull_policy: str = "IfNotPresent"
 
 
+URI_PREFIX_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/.*)?|file:///.*)$"
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
 class ArtifactSettings(SettingsModel):
     root_uri: str = Field(default="s3://osmf-artifacts", description="Root of every run directory.")
     endpoint_url: str | None = Field(default=None, description="S3 endpoint for S3-compatible stores.")
     region: str | None = None
     credentials_secret: str | None = Field(default=None, description="Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; none = workload identity.")
     service_account: str | None = Field(default=None, description="ServiceAccount for job and predictor pods (workload identity).")
+    allowed_uri_prefixes: list[Annotated[str, Field(pattern=URI_PREFIX_PATTERN, max_length=1024)]] = Field(
+        default_factory=list,
+        description="URI prefixes that spec data and model URIs may name (besides builtin: models and the namespace's "
+                    "own run directories); empty = any.")
+
+
+class TenantSettings(SettingsModel):
+    """One namespace's artifact identity, root and allow-list; an unset field is the platform's (`artifacts`).
+
+    Naming `credentialsSecret` or `serviceAccount` replaces the platform's identity whole: a tenant with
+    only a ServiceAccount never gets the platform's keys in its pods."""
+
+    root_uri: str | None = Field(default=None, description="Root of this namespace's run directories.")
+    endpoint_url: str | None = None
+    region: str | None = None
+    credentials_secret: str | None = Field(default=None, description="Secret in the namespace with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the operator reads it for its own reads there.")
+    service_account: str | None = Field(default=None, description="ServiceAccount in the namespace for job and predictor pods (workload identity).")
+    allowed_uri_prefixes: list[Annotated[str, Field(pattern=URI_PREFIX_PATTERN, max_length=1024)]] | None = Field(
+        default=None, description="URI prefixes this namespace's specs may read; unset = the platform's list.")
 
 
 class KueueSettings(SettingsModel):
@@ -73,6 +96,8 @@ class OperatorSettings(SettingsModel):
     images: Images = Field(default_factory=Images)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     kueue: KueueSettings = Field(default_factory=KueueSettings)
+    tenants: dict[Annotated[str, Field(pattern=NAMESPACE_PATTERN, max_length=63)], TenantSettings] = Field(
+        default_factory=dict, description="Per-namespace artifact identity, root and URI allow-list.")
     watched_namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces.")
     progress_interval_seconds: float = Field(default=30.0, ge=1.0)
     requeue_seconds: float = Field(default=30.0, ge=1.0, description="How often running stages are re-checked.")
@@ -81,6 +106,21 @@ class OperatorSettings(SettingsModel):
         default=None, ge=1,
         description="UID of job and predictor pods; none = the image's non-root user, or the platform's (OpenShift's restricted SCC).")
     code_version: str = "0.1.0"
+
+    def artifacts_for(self, namespace: str) -> ArtifactSettings:
+        """The artifact settings in force for resources of `namespace`: its tenant entry over the platform's."""
+        tenant = self.tenants.get(namespace)
+        if tenant is None:
+            return self.artifacts
+        own_identity = tenant.credentials_secret is not None or tenant.service_account is not None
+        return ArtifactSettings(
+            root_uri=tenant.root_uri or self.artifacts.root_uri,
+            endpoint_url=tenant.endpoint_url or self.artifacts.endpoint_url,
+            region=tenant.region or self.artifacts.region,
+            credentials_secret=tenant.credentials_secret if own_identity else self.artifacts.credentials_secret,
+            service_account=tenant.service_account if own_identity else self.artifacts.service_account,
+            allowed_uri_prefixes=self.artifacts.allowed_uri_prefixes if tenant.allowed_uri_prefixes is None else tenant.allowed_uri_prefixes,
+        )
 
     @model_validator(mode="after")
     def _default_pool_exists(self) -> "OperatorSettings":

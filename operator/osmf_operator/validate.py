@@ -15,7 +15,7 @@ Then the set is checked as a whole:
 - documents of other API groups (a Namespace, a Secret) are skipped with a warning.
 
 `osmf validate` and `osmf render` also check what depends on the operator settings (node pools,
-the job config's size), against `--settings FILE` or the defaults, with the operator's own check
+the job config's size, the namespace's allowed URI prefixes), against `--settings FILE` or the defaults, with the operator's own check
 (`builders.spec_problems`); both read their input through `check_for_cluster`, so they agree on
 every input. Only errors should make a command fail (`has_errors`).
 """
@@ -31,10 +31,11 @@ import jsonschema
 import yaml
 
 from osmf_core.api import API_VERSION, GROUP, KINDS, SpecError, parse_resource
-from osmf_core.api.resource import Resource, field_path
+from osmf_core.api.resource import Resource, field_path, unknown_field
 
 from .builders import spec_problems
 from .settings import OperatorSettings, SettingsError, parse_settings
+from .tenancy import uri_problems
 
 ERROR = "error"
 WARNING = "warning"
@@ -206,7 +207,7 @@ def schema_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
         elif error.validator == "additionalProperties":
             allowed = error.schema.get("properties", {})
             for name in sorted(set(error.instance) - set(allowed), key=str):
-                found.append((field_path("", (*loc, str(name))), "unknown field; remove it or check its spelling"))
+                found.append((field_path("", (*loc, str(name))), unknown_field(str(name), sorted(allowed))))
         elif error.validator == "type":
             expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
             message = f"must be of type {expected}, got {_json_type(error.instance)} {error.instance!r}"
@@ -341,8 +342,9 @@ def check_paths(
             try:
                 resource, doc_problems = check_document(str(path), index, doc, default_namespace)
                 if resource is not None and settings is not None:
+                    found = spec_problems(resource, settings) + uri_problems(resource, settings.artifacts_for(resource.namespace))
                     doc_problems += [Problem(str(path), message, doc=index, obj=_object_label(doc), path=field)
-                                     for field, message in map(_split, spec_problems(resource, settings))]
+                                     for field, message in map(_split, found)]
             except Exception as error:  # noqa: BLE001 - the command promises one line per problem, never a traceback
                 resource, doc_problems = None, [Problem(
                     str(path), f"internal error while validating ({type(error).__name__}: {error}); please report it",

@@ -53,13 +53,31 @@ def render_chart(helm: Path, values: dict[str, Any], workdir: Path) -> RenderedC
     return RenderedChart([d for d in yaml.safe_load_all(result.stdout) if d], values)
 
 
-def tier_chart_values(base: dict[str, Any], s3_endpoint: str, bucket: str) -> dict[str, Any]:
+def tier_chart_values(base: dict[str, Any], s3_endpoint: str, bucket: str,
+                      tenants: dict[str, Any] | None = None) -> dict[str, Any]:
     values = copy.deepcopy(base)
     values["healthPort"] = free_port()
     values.setdefault("metrics", {})["port"] = free_port()
     values["settings"]["artifacts"] = {"rootUri": f"s3://{bucket}/runs", "endpointUrl": s3_endpoint,
                                        "region": "us-east-1", "credentialsSecret": S3_SECRET}
+    if tenants:
+        values["settings"]["tenants"] = tenants
     return values
+
+
+TENANT_A, TENANT_B = "tenant-a", "tenant-b"
+TENANT_A_SECRET, TENANT_B_SERVICE_ACCOUNT = "tenant-a-s3", "tenant-b-jobs"
+
+
+def tenant_settings(bucket: str, endpoint: str) -> dict[str, Any]:
+    """Two tenants reaching S3 through `endpoint` (the recording proxy): A by its own Secret, B by a
+    ServiceAccount (workload identity); each may read one data prefix of the session's bucket."""
+    return {
+        TENANT_A: {"endpointUrl": endpoint, "credentialsSecret": TENANT_A_SECRET,
+                   "allowedUriPrefixes": [f"s3://{bucket}/{TENANT_A}-data/"]},
+        TENANT_B: {"endpointUrl": endpoint, "serviceAccount": TENANT_B_SERVICE_ACCOUNT,
+                   "allowedUriPrefixes": [f"s3://{bucket}/{TENANT_B}-data/"]},
+    }
 
 
 def s3_secret(namespace: str) -> dict[str, Any]:
@@ -81,6 +99,9 @@ class InstalledOperator:
 
     def install(self, timeout: float = 120) -> None:
         self.cp.create_namespace(OPERATOR_NAMESPACE)
+        for namespace in self.chart.settings.get("tenants") or {}:  # the platform team makes them first
+            if self.cp.kubectl("get", "namespace", namespace, check=False).returncode != 0:
+                self.cp.create_namespace(namespace)
         self.bridge.serve(OPERATOR_NAMESPACE)
         self.cp.apply([s3_secret(OPERATOR_NAMESPACE)])
         # As Helm does: CRDs first and Established, then what uses them (the peering object).

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.chartinstall import (InstalledOperator, RenderedChart, render_chart,
-                                        s3_secret, tier_chart_values)
+                                        s3_secret, tenant_settings, tier_chart_values)
 from tests.cluster.controlplane import REPO, ControlPlane, fake_nodes, find_binaries, tier_values
 from tests.cluster.pipeline import (PIPELINE_TIMEOUT_S, PipelineDriver, PipelineRecord,
                                     cluster_pipeline, upload_tiny_world)
 from tests.cluster.podbridge import PodBridge
+from tests.cluster.s3recorder import S3Recorder
 
 HERE = Path(__file__).parent
 _CONTROL_PLANE_KEY = pytest.StashKey[ControlPlane]()
@@ -70,8 +71,17 @@ def kserve_crd(control_plane):
 
 
 @pytest.fixture(scope="session")
-def rendered_chart(control_plane, s3_server) -> RenderedChart:
-    values = tier_chart_values(tier_values(), s3_server.endpoint, s3_server.bucket)
+def s3_recorder(s3_server):
+    """The tenant namespaces' S3 endpoint: records every request, forwards it to SeaweedFS."""
+    recorder = S3Recorder(s3_server.endpoint).start()
+    yield recorder
+    recorder.stop()
+
+
+@pytest.fixture(scope="session")
+def rendered_chart(control_plane, s3_server, s3_recorder) -> RenderedChart:
+    values = tier_chart_values(tier_values(), s3_server.endpoint, s3_server.bucket,
+                               tenant_settings(s3_server.bucket, s3_recorder.endpoint))
     return render_chart(control_plane.bins.helm, values, control_plane.workdir)
 
 

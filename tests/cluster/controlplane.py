@@ -274,6 +274,8 @@ class ControlPlane:
         self.processes: dict[str, Process] = {}
         self.apiserver_port = free_port()
         self.server = f"https://127.0.0.1:{self.apiserver_port}"
+        # Where the fake nodes' "kubelet" serves pod logs (the pod bridge, tests/cluster/kubeletlogs.py).
+        self.kubelet_port = free_port()
         self.admin_kubeconfig = workdir / "admin.kubeconfig"
         self.audit_log = workdir / "logs" / "audit.jsonl"
         # kubectl's discovery cache, per session; cleared when CRDs are installed.
@@ -394,6 +396,10 @@ class ControlPlane:
             f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",
             "--allow-privileged=true",
+            # Pod logs: the fake nodes' kubelet endpoint is the pod bridge, on 127.0.0.1, with a
+            # certificate of the tier's CA.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-certificate-authority={self.pki / 'ca.crt'}",
             # The kubernetes Service cannot point at loopback; nothing in the tier dials it.
             "--endpoint-reconciler-type=none",
             "--v=1",
@@ -433,14 +439,14 @@ class ControlPlane:
         return result
 
     def apply(self, manifests: list[dict[str, Any]] | str, *, namespace: str | None = None,
-              kubeconfig: Path | None = None, server_side: bool = True
+              kubeconfig: Path | None = None, server_side: bool = True, timeout: float = 60
               ) -> subprocess.CompletedProcess:
         text = manifests if isinstance(manifests, str) else yaml.safe_dump_all(manifests)
         args = ["apply", "-f", "-"] + (["--server-side", "--field-manager=osmf-tests"]
                                        if server_side else [])
         if namespace:
             args += ["-n", namespace]
-        return self.kubectl(*args, kubeconfig=kubeconfig, input=text)
+        return self.kubectl(*args, kubeconfig=kubeconfig, input=text, timeout=timeout)
 
     def get_json(self, *args: str, kubeconfig: Path | None = None) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
@@ -468,6 +474,10 @@ class ControlPlane:
 
     def add_nodes(self, nodes: list[FakeNode], timeout: float = 60) -> None:
         self.apply([n.manifest() for n in nodes], server_side=False)
+        for node in nodes:  # pod logs go to the pod bridge; KWOK keeps addresses it finds
+            self.kubectl("patch", "node", node.name, "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": node.name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}}}}))
 
         def all_ready() -> bool:
             # Ready, and the node lifecycle controller has lifted its not-ready taint (set on

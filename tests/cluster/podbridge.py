@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.controlplane import ControlPlane, die_with_parent
+from tests.cluster.kubeletlogs import KubeletLogServer
 
 POLL_SECONDS = 0.5
 _FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -85,14 +86,29 @@ class PodBridge:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._logs: KubeletLogServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._logs = KubeletLogServer(self.cp.kubelet_port, self.cp.pki / "apiserver.crt",
+                                      self.cp.pki / "apiserver.key", self.log_of).start()
         self._thread = threading.Thread(target=self._loop, name="pod-bridge", daemon=True)
         self._thread.start()
 
+    def log_of(self, namespace: str, name: str):
+        """The newest run of pod `name`: its output file and whether it still runs (the log endpoint)."""
+        with self._lock:
+            runs = [r for r in self.runs.values() if r.pod["metadata"]["namespace"] == namespace
+                    and r.pod["metadata"]["name"] == name and r.log_path is not None]
+        if not runs:
+            return None
+        run = runs[-1]
+        return run.log_path, lambda: run.exit_code is None and not run.killed
+
     def stop(self) -> None:
+        if self._logs is not None:
+            self._logs.stop()
         self._stop.set()
         if self._thread:
             self._thread.join(10)
@@ -112,7 +128,9 @@ class PodBridge:
         nodes = self.api.list_node().items
         self.fake_nodes = {n.metadata.name for n in nodes
                            if (n.metadata.annotations or {}).get("kwok.x-k8s.io/node") == "fake"}
-        pods = self.api.list_pod_for_all_namespaces().items
+        # Only the namespaces it serves: listing every pod twice a second costs the API server (and
+        # this process) more than the operator under test when a benchmark makes a thousand of them.
+        pods = [pod for namespace in sorted(self.namespaces) for pod in self.api.list_namespaced_pod(namespace).items]
         alive = set()
         for pod_obj in pods:
             pod = self.api.api_client.sanitize_for_serialization(pod_obj)

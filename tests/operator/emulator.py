@@ -68,6 +68,8 @@ class ApiServer(kmock.KubernetesEmulator, _DirectDispatch):
     """KMock plus the API-server semantics the operator depends on (and label selectors on lists)."""
 
     _versions: Any = attrs.field(factory=lambda: itertools.count(100), init=False)
+    # (namespace, pod) → what `GET …/pods/<pod>/log` answers (the kubelet's part; `osmf logs` reads it).
+    pod_logs: dict[tuple[str, str], bytes] = attrs.field(factory=dict, init=False)
 
     def _current(self, request) -> dict[str, Any] | None:
         key = (request.resource, request.namespace, request.name)
@@ -115,6 +117,11 @@ class ApiServer(kmock.KubernetesEmulator, _DirectDispatch):
                 meta["generation"] = current["metadata"].get("generation", 1) + 1
 
     async def _handle(self, request):
+        if request.resource is not None and request.resource.plural == "pods" and request.subresource == "log":
+            log = self.pod_logs.get((request.namespace, request.name))
+            if log is None:
+                return await rendering.Response(status=404, payload={"kind": "Status", "message": f"pods \"{request.name}\" not found"})(request)
+            return await rendering.Response(payload=log)(request)
         if request.resource is not None and request.action in (enums.action.CREATE, enums.action.UPDATE):
             self._prepare(request)
         return await super()._handle(request)

@@ -395,8 +395,8 @@ async def test_an_unreachable_store_is_reported_in_status_and_retried(cluster, d
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-    def open_store(uri):
-        store = real_open_store(uri)
+    def open_store(uri, credentials=None):
+        store = real_open_store(uri, credentials)
         return Unreachable(store) if broken["on"] and uri == data_root.as_uri() else store
 
     monkeypatch.setattr(handlers, "open_store", open_store)
@@ -410,3 +410,36 @@ async def test_an_unreachable_store_is_reported_in_status_and_retried(cluster, d
     broken["on"] = False
     await cluster.wait_job("AudienceGrouping", "grouping", "train")
     await cluster.wait_condition("AudienceGrouping", "grouping", "Ready", "True")
+
+
+async def test_a_tenant_reads_with_its_own_secret_and_a_uri_outside_its_allow_list_is_never_read(cluster, data_root, monkeypatch):
+    """Tenancy in the operator process: every store the operator opens is recorded with its identity."""
+    import base64
+
+    from osmf_operator import handlers
+
+    real_open_store, opened = handlers.open_store, []
+
+    def recording_open_store(uri, credentials=None):
+        opened.append((str(uri), credentials))
+        return real_open_store(uri, credentials)
+
+    monkeypatch.setattr(handlers, "open_store", recording_open_store)
+    neighbour = data_root.parent / "world-b"  # a sibling whose name extends the allowed prefix
+    neighbour.mkdir()
+    await cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-s3", "namespace": "default"},
+                          "data": {"AWS_ACCESS_KEY_ID": base64.b64encode(b"team").decode(),
+                                   "AWS_SECRET_ACCESS_KEY": base64.b64encode(b"team-secret").decode()}})
+    await cluster.start_operator(tenants={"default": {"credentialsSecret": "team-s3", "allowedUriPrefixes": [data_root.as_uri()]}})
+    await cluster.create(grouping(data_root, "mine"))
+    await cluster.create(body("AudienceGrouping", "theirs", data={"uri": neighbour.as_uri()}))
+    job = await cluster.wait_job("AudienceGrouping", "mine", "train")
+    env = {e["name"]: e.get("valueFrom") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "team-s3", "key": "AWS_ACCESS_KEY_ID"}}
+    _, _, message = await cluster.wait_condition("AudienceGrouping", "theirs", "Stalled", "True", "UriNotAllowed")
+    assert message.startswith(f"spec.data.uri: {neighbour.as_uri()} is outside what namespace default may read")
+    await idle(cluster)
+    assert cluster.jobs_of("AudienceGrouping", "theirs") == []
+    assert not [uri for uri, _ in opened if "world-b" in uri], opened
+    mine = [credentials for uri, credentials in opened if uri == data_root.as_uri()]
+    assert mine and all(c is not None and c.access_key_id == "team" and c.secret_access_key == "team-secret" for c in mine)

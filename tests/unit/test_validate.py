@@ -243,3 +243,17 @@ def test_the_same_resource_twice_is_an_error(tmp_path):
     problems = validate_paths([first, second])
     assert [(Path(p.file).name, p.path) for p in problems] == [("b.yaml", "metadata.name")]
     assert f"{first}:doc#1" in problems[0].message
+
+
+def test_a_misspelled_field_names_the_nearest_one(tmp_path):
+    doc = body("AudienceGrouping")
+    doc["spec"]["userAtributes"] = doc["spec"].pop("userAttributes")
+    doc["spec"]["clustering"] = {"minGroup": 2}
+    doc["spec"]["colour"] = "blue"
+    (tmp_path / "ag.yaml").write_text(yaml.safe_dump(doc))
+    lines = {f"{p.path}: {p.message}" for p in validate_paths([tmp_path])}
+    assert "spec.userAtributes: unknown field; did you mean userAttributes?" in lines
+    assert "spec.clustering.minGroup: unknown field; did you mean minGroups?" in lines
+    assert "spec.colour: unknown field; remove it or check its spelling" in lines
+    # the same from the schema check alone (what the API server's structural validation would refuse)
+    assert ("spec.userAtributes", "unknown field; did you mean userAttributes?") in schema_problems(doc)

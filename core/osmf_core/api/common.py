@@ -64,6 +64,35 @@ def check_uri(value: str) -> str:
 Uri = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
+class ReadsUri:
+    """Marks a spec field that names data or a model a stage reads (`Annotated[..., READS]`).
+
+    The operator checks every marked URI against the namespace's allow-list before anything is read
+    (docs/operator.md, "Tenancy"); `read_uris` finds them, so a new URI field is covered by marking it.
+    """
+
+    def __repr__(self) -> str:
+        return "READS"
+
+
+READS = ReadsUri()
+
+
+def read_uris(model: BaseModel | None, prefix: str = "spec") -> list[tuple[str, str]]:
+    """(field path, URI) of every field marked READS in `model` and its sections, in declaration order."""
+    found: list[tuple[str, str]] = []
+    if model is None:
+        return found
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        path = f"{prefix}.{info.alias or name}"
+        if any(isinstance(m, ReadsUri) for m in info.metadata) and isinstance(value, str):
+            found.append((path, value))
+        elif isinstance(value, BaseModel):
+            found += read_uris(value, path)
+    return found
+
+
 class ObjectRef(ApiModel):
     """A reference to another OSMF resource in the same namespace."""
 
@@ -122,11 +151,11 @@ class RenderingSpec(ApiModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Base random seed; each image derives its own.")
     product_scale: float = Field(default=0.78, gt=0.05, le=0.78, description="Largest share of the canvas the product may take (CAIG: at most 0.78); it is centred.")
     # No default model: a forgotten URI must not silently render with random test weights.
-    model_uri: str | None = Field(
+    model_uri: Annotated[str | None, READS] = Field(
         default=None, min_length=1, max_length=1024,
         description="Stable Diffusion 1.5-class inpainting pipeline directory (s3://, file://, or builtin:tiny-sd for tests). Required by the diffusers backend.",
     )
-    controlnet_uri: str | None = Field(
+    controlnet_uri: Annotated[str | None, READS] = Field(
         default=None, min_length=1, max_length=1024,
         description="Canny ControlNet directory (s3://, file://, or builtin:tiny-controlnet for tests). Required by the diffusers backend.",
     )

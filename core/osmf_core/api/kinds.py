@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from ..layout import Campaign
 from .common import (
+    READS,
     ApiModel,
     ObjectRef,
     RenderingSpec,
@@ -52,7 +53,7 @@ def immutable_ref(description: str, optional: bool = False):
 
 
 class DataSource(ApiModel):
-    uri: Uri = Field(description="Dataset root holding users, products, images and impressions tables (s3://, file:// or a local path).")
+    uri: Annotated[Uri, READS] = Field(description="Dataset root holding users, products, images and impressions tables (s3://, file:// or a local path).")
 
     @field_validator("uri")
     @classmethod
@@ -63,11 +64,11 @@ class DataSource(ApiModel):
 class PreferenceModelSpec(ApiModel):
     """The PAAG preference model: user attributes × product title × product image → 128-d preference embedding."""
 
-    text_encoder: str = Field(
+    text_encoder: Annotated[str, READS] = Field(
         default="builtin:all-MiniLM-L6-v2", min_length=1, max_length=1024,
         description="Title encoder: a Hugging Face model directory (s3://, file://) or builtin:all-MiniLM-L6-v2.",
     )
-    image_encoder: str = Field(
+    image_encoder: Annotated[str, READS] = Field(
         default="builtin:image-stats", min_length=1, max_length=1024,
         description="Image encoder: a Hugging Face ResNet/CLIP vision/ViT directory (s3://, file://), builtin:image-stats "
                     "(weight-free colour and texture statistics) or builtin:resnet-tiny (random weights, for tests).",
@@ -174,7 +175,7 @@ class CaptionerSpec(ApiModel):
     }
 
     kind: Literal["probe", "vlm"] = Field(default="probe", description="probe: deterministic image statistics → style words; vlm: a vision-language model.")
-    uri: str | None = Field(default=None, max_length=1024, description="Vision-language model directory (vlm only).")
+    uri: Annotated[str | None, READS] = Field(default=None, max_length=1024, description="Vision-language model directory (vlm only).")
     prompt: str = Field(
         default="Describe the background of this advertising image: palette, scene, lighting and mood.",
         max_length=1024, description="Instruction given to the vision-language model.",
@@ -209,7 +210,7 @@ class GAIPDatasetSpec(KindSpec):
 
 
 class ModelSource(ApiModel):
-    uri: Uri = Field(description="Model directory (s3://, file://, a local path) or builtin:tiny-llava for tests and the demo.")
+    uri: Annotated[Uri, READS] = Field(description="Model directory (s3://, file://, a local path) or builtin:tiny-llava for tests and the demo.")
 
     @field_validator("uri")
     @classmethod

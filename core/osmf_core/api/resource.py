@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,13 +66,33 @@ def field_path(prefix: str, loc: tuple[Any, ...]) -> str:
     return path
 
 
-def format_errors(error: ValidationError, prefix: str) -> list[str]:
+def unknown_field(name: str, known: list[str]) -> str:
+    """The message for a field the model does not have, with the nearest known name when one is close."""
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+    return f"unknown field; did you mean {close[0]}?" if close else "unknown field; remove it or check its spelling"
+
+
+def field_names_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The wire names of the model section at `loc` (list indexes skipped); empty when it is not a model."""
+    for part in loc:
+        if model is None or isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return []
+        model = next((a for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
+
+
+def format_errors(error: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> list[str]:
+    """One `path: message` per error; with `model`, an unknown field names its nearest known one."""
     problems = []
     for item in error.errors():
         path = field_path(prefix, item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling"
+            message = unknown_field(item["loc"][-1], field_names_at(model, tuple(item["loc"][:-1])))
         elif item["type"] == "missing":
             message = "required field is missing; add it"
         elif isinstance(item.get("input"), (str, int, float, bool)) and item["type"] != "value_error":
@@ -108,7 +129,7 @@ def parse_resource(doc: dict[str, Any], default_namespace: str = "default") -> R
         try:
             metadata = Metadata.model_validate({"namespace": default_namespace, **raw_metadata})
         except ValidationError as error:
-            problems += format_errors(error, "metadata")
+            problems += format_errors(error, "metadata", Metadata)
     spec = None
     if "spec" not in doc:
         problems.append("spec: required field is missing; add it")
@@ -116,7 +137,7 @@ def parse_resource(doc: dict[str, Any], default_namespace: str = "default") -> R
         try:
             spec = info.spec_model.model_validate(doc["spec"])
         except ValidationError as error:
-            problems += format_errors(error, "spec")
+            problems += format_errors(error, "spec", info.spec_model)
     status = None
     try:
         status = OsmfStatus.model_validate(doc.get("status") or {})

@@ -33,6 +33,7 @@ from .pod import (
     placement,
     pod_security_context,
     runtime_env,
+    service_account,
 )
 
 CONTAINER = "main"
@@ -115,10 +116,10 @@ def build_rendezvous_service(request: JobRequest, owner: dict[str, Any], labels:
     }
 
 
-def build_pod_spec(request: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
+def build_pod_spec(request: JobRequest, settings: OperatorSettings, namespace: str) -> dict[str, Any]:
     gpu = uses_gpu(request)
     field = "spec.resources.nodePool"
-    env = runtime_env() + artifact_env(settings)
+    env = runtime_env() + artifact_env(settings, namespace)
     if node_count(request) > 1:
         env.insert(0, {"name": "JOB_COMPLETION_INDEX", "valueFrom": {
             "fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}}})
@@ -158,8 +159,7 @@ def build_pod_spec(request: JobRequest, settings: OperatorSettings) -> dict[str,
         "volumes": volumes,
         **placement(request.resources, gpu, settings, field),
     }
-    if settings.artifacts.service_account:
-        spec["serviceAccountName"] = settings.artifacts.service_account
+    spec.update(service_account(settings, namespace))
     if node_count(request) > 1:
         spec["subdomain"] = rendezvous_service_name(request.name)
     return spec
@@ -178,7 +178,7 @@ def build_job(request: JobRequest, owner: dict[str, Any], settings: OperatorSett
         "podFailurePolicy": pod_failure_policy(),
         "template": {
             "metadata": {"labels": labels, "annotations": {ANNOTATION_INPUT_HASH: request.input_hash}},
-            "spec": build_pod_spec(request, settings),
+            "spec": build_pod_spec(request, settings, owner["namespace"]),
         },
     }
     nodes = node_count(request)

@@ -146,9 +146,10 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def artifact_env(settings: OperatorSettings) -> list[dict[str, Any]]:
-    """The standard AWS variables the store (boto3) reads; credentials only by reference to a Secret."""
-    art = settings.artifacts
+def artifact_env(settings: OperatorSettings, namespace: str) -> list[dict[str, Any]]:
+    """The standard AWS variables the store (boto3) reads; credentials only by reference to a Secret
+    (the namespace's tenant Secret where the settings name one, docs/operator.md "Tenancy")."""
+    art = settings.artifacts_for(namespace)
     env: list[dict[str, Any]] = []
     if art.endpoint_url:
         env.append({"name": "AWS_ENDPOINT_URL", "value": art.endpoint_url})
@@ -161,6 +162,12 @@ def artifact_env(settings: OperatorSettings) -> list[dict[str, Any]]:
                 ref["optional"] = True
             env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     return env
+
+
+def service_account(settings: OperatorSettings, namespace: str) -> dict[str, str]:
+    """`serviceAccountName` of job and predictor pods (workload identity), if the namespace has one."""
+    name = settings.artifacts_for(namespace).service_account
+    return {"serviceAccountName": name} if name else {}
 
 
 def runtime_env() -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from .pod import (
     placement,
     pod_security_context,
     runtime_env,
+    service_account,
 )
 
 PREDICTOR_CONTAINER = "kserve-container"  # the name KServe looks for in a custom predictor
@@ -43,7 +44,7 @@ def build_inference_service(request: ServiceRequest, owner: dict[str, Any], sett
         {"name": "PROTOCOL", "value": serving.protocol},
         {"name": "OSMF_MODEL_NAME", "value": request.name},
         *runtime_env(),
-        *artifact_env(settings),
+        *artifact_env(settings, owner["namespace"]),
     ]
     container = {
         "name": PREDICTOR_CONTAINER,
@@ -63,8 +64,7 @@ def build_inference_service(request: ServiceRequest, owner: dict[str, Any], sett
         "containers": [container],
         **placement(resources, gpu, settings, field),
     }
-    if settings.artifacts.service_account:
-        predictor["serviceAccountName"] = settings.artifacts.service_account
+    predictor.update(service_account(settings, owner["namespace"]))
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -14,12 +13,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from osmf_core.api import Resource
-from osmf_core.layout import ArtifactRoot, join
+from osmf_core.layout import ArtifactRoot, GroupDPO, join
 from osmf_core.store import open_store, read_manifest
 
 from ..reconcile import Decision, JobRequest, Observed, ObservedJob, ObservedService, decide, plan_run, references
 from ..reconcile.plan import RunPlan, topological
 from .executor import LocalExecutor
+from .report import StageReport, render_report
 
 LOCAL_SERVING_MESSAGE = "serving needs a cluster with KServe; locally, start the predictor from the campaign's artifact directory"
 
@@ -37,6 +37,8 @@ class LocalRun:
     resources: list[Resource]
     artifact_root: str
     jobs: dict[tuple, list[ObservedJob]] = field(default_factory=dict)
+    # (kind, namespace, name) → step → (optimizer step, loss) as the running step's progress.json said
+    curves: dict[tuple, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
 
     def succeeded(self) -> bool:
         return all(status_of(r, "Succeeded") == "True" for r in self.resources)
@@ -63,11 +65,13 @@ class LocalRuntime:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._run: LocalRun | None = None
         self.executor = executor or LocalExecutor(self.workdir, on_progress=self.show_progress)
 
     # -- display --------------------------------------------------------------------------------
 
     def show_progress(self, request: JobRequest, docs: list[dict]) -> None:
+        self.record_curve(request, docs)
         if self._progress is None:
             return
         if request.name not in self._tasks:
@@ -77,6 +81,17 @@ class LocalRuntime:
         metrics = docs[0].get("metrics", {}) if docs else {}
         detail = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:3])
         self._progress.update(self._tasks[request.name], completed=percent, detail=detail)
+
+    def record_curve(self, request: JobRequest, docs: list[dict]) -> None:
+        """The loss of a one-pod step at each progress report (the report's training curve)."""
+        if self._run is None or len(docs) != 1 or request.step.sharded:
+            return
+        loss, step = (docs[0].get("metrics") or {}).get("loss"), docs[0].get("current")
+        if isinstance(loss, (int, float)) and isinstance(step, (int, float)) and not isinstance(loss, bool):
+            meta = request.config["metadata"]
+            points = self._run.curves.setdefault((request.kind, meta["namespace"], meta["name"]), {}).setdefault(request.step.name, [])
+            if not points or points[-1][0] != step:
+                points.append((float(step), float(loss)))
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -118,6 +133,7 @@ class LocalRuntime:
         for resource in resources:
             resource.metadata.uid = resource.metadata.uid or local_uid(resource)
         run = LocalRun(resources=topological(resources), artifact_root=self.artifact_root)
+        self._run = run
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                       TimeElapsedColumn(), TextColumn("{task.fields[detail]}"), console=self.console,
                       transient=False) as progress:
@@ -143,33 +159,63 @@ class LocalRuntime:
         return table
 
     def write_report(self, run: LocalRun) -> Path | None:
-        """summary.json and a small report.html beside the artifacts (the campaign's gallery links from it)."""
+        """summary.json and report.html beside the artifacts (what the report shows: local/report.py)."""
         local = open_store(self.artifact_root).local_path()
         if local is None:
             return None
         summary = [{
             "kind": r.kind, "name": r.name, "stage": r.status.stage,
             "conditions": {c.type: c.status for c in r.status.conditions},
+            "conditionDetails": {c.type: {"status": c.status, "reason": c.reason, "message": c.message} for c in r.status.conditions},
             "metrics": r.status.metrics,
             "artifact": r.status.artifacts.output.uri if r.status.artifacts.output else None,
         } for r in run.resources]
         (local / ArtifactRoot.SUMMARY).write_text(json.dumps(summary, indent=2))
-        rows = []
-        for resource, item in zip(run.resources, summary):
-            metrics = "<br>".join(f"{html.escape(k)} = {v:.4g}" for k, v in item["metrics"].items())
-            artifact = item["artifact"] or ""
-            gallery = ""
-            if artifact and resource.info.report_page:
-                gallery = f' — <a href="{html.escape(join(artifact, resource.info.report_page))}">gallery</a>'
-            rows.append(f"<tr><td>{html.escape(item['kind'])}/{html.escape(item['name'])}</td><td>{html.escape(item['stage'])}</td>"
-                        f"<td>{metrics}</td><td><code>{html.escape(artifact)}</code>{gallery}</td></tr>")
-        page = ("<!doctype html><meta charset=utf-8><title>OSMF local run</title>"
-                "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
-                "table{border-collapse:collapse}</style><h1>OSMF local run</h1>"
-                "<table><tr><th>Resource</th><th>Stage</th><th>Metrics</th><th>Artifacts</th></tr>" + "".join(rows) + "</table>")
+        stages = [self.stage_report(run, resource, local) for resource in run.resources]
+        evaluation = local / ArtifactRoot.EVALUATION_DIR
+        lift_path = evaluation / ArtifactRoot.CAMPAIGN_LIFT
+        page = render_report("OSMF local run", self.artifact_root, stages, lift=read_json_file(lift_path),
+                             grouping=read_json_file(evaluation / ArtifactRoot.GROUPING_EVALUATION),
+                             lift_href=relative_href(lift_path.as_uri(), local) if lift_path.is_file() else None)
         path = local / ArtifactRoot.REPORT_HTML
         path.write_text(page)
         return path
+
+    def stage_report(self, run: LocalRun, resource: Resource, local: Path) -> StageReport:
+        output = resource.status.artifacts.output
+        directory = open_store(output.uri).local_path() if output is not None else None
+        stage = StageReport(
+            kind=resource.kind, name=resource.name, stage=resource.status.stage,
+            conditions=[{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in resource.status.conditions],
+            metrics=dict(resource.status.metrics), artifact_uri=output.uri if output else None,
+            artifact_href=relative_href(output.uri, local) if output else None,
+            curves=run.curves.get(resource.key, {}),
+        )
+        if output is not None and resource.info.report_page and directory is not None and (directory / resource.info.report_page).is_file():
+            stage.gallery_href = relative_href(join(output.uri, resource.info.report_page), local)
+        if directory is not None:
+            rounds = read_json_file(directory / GroupDPO.EVAL_ROUNDS)
+            stage.rounds = rounds if isinstance(rounds, list) else []
+        return stage
+
+
+def relative_href(uri: str, root: Path) -> str:
+    """A link from report.html at `root` to `uri` (relative when it lies below the root, so the folder can move)."""
+    path = open_store(uri).local_path()
+    if path is None:
+        return uri
+    try:
+        return path.relative_to(root).as_posix() + ("/" if path.is_dir() else "")
+    except ValueError:
+        return path.as_uri()
+
+
+def read_json_file(path: Path):
+    """A JSON file another part wrote, or None when it is missing or unreadable (the report drops that part)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def data_fingerprint(uri: str) -> str | None:
