@@ -222,6 +222,7 @@ class Outcomes:
 
     truth: Truth
     per_user: dict[str, np.ndarray]
+    per_group: dict[tuple[str, int], dict[str, float]]  # (product, group) → method → its viewers' mean CTR
     products: dict[str, dict]
     evaluated: list[str]
     views: dict[str, ProductViewers]
@@ -259,7 +260,9 @@ class Evaluator:
         per_product = {pid: product_probabilities(self.truth, self.views[pid], products[pid], run, self.retrieval, self.fallback.get(pid), cache)
                        for pid in evaluated}
         per_user = {m: np.sum([per_product[pid][m] for pid in evaluated], axis=0) for m in METHODS}  # summed over products
-        return Outcomes(self.truth, per_user, products, evaluated, {pid: self.views[pid] for pid in evaluated})
+        per_group = {(pid, int(g)): {m: float(per_product[pid][m][self.views[pid].groups == g].mean()) for m in METHODS}
+                     for pid in evaluated for g in np.unique(self.views[pid].groups)}
+        return Outcomes(self.truth, per_user, per_group, products, evaluated, {pid: self.views[pid] for pid in evaluated})
 
 
     def reward_pairs(self) -> dict[str, Any]:
@@ -304,9 +307,14 @@ def evaluate_campaign(world: str, grouping: str, dataset: str, campaign: str, se
 
 
 def compare_campaigns(after: Outcomes, before: Outcomes, seed: int = 0, rounds: int = BOOTSTRAP) -> dict[str, Any]:
-    """Is `after` (e.g. the post-Group-DPO campaign) better than `before` on the same viewers? The
-    relative CTR difference with a paired bootstrap interval over viewers and a one-sided p-value
-    (the share of resamples where `after` is not better), for the generated-only and the combined campaign."""
+    """Is `after` (e.g. the post-Group-DPO campaign) better than `before` on the same viewers? For the
+    generated-only and the combined campaign: the relative CTR difference with a paired bootstrap
+    interval over viewers and its one-sided p-value (the share of resamples where `after` is not
+    better); and, since each group's image is one draw of the generator, a paired test over the
+    (product, group)s themselves: a one-sided Wilcoxon signed-rank test of their viewers' mean CTR
+    (`p_groups`), with the counts of groups better and worse."""
+    from scipy.stats import wilcoxon
+
     if after.evaluated != before.evaluated:
         raise EvaluationError("the two campaigns cover different held-out products; compare campaigns over the same products")
     rng = np.random.default_rng(seed)
@@ -319,6 +327,10 @@ def compare_campaigns(after: Outcomes, before: Outcomes, seed: int = 0, rounds: 
         out[method] = {"ctr_after": float(a.sum() / (n * len(after.evaluated))), "ctr_before": float(b.sum() / (n * len(before.evaluated))),
                        "relative_difference": float(a.sum() / b.sum() - 1.0), "ci95": _interval(samples),
                        "p_not_better": float(max(np.mean(samples <= 0), 1.0 / rounds))}
+        diffs = np.asarray([after.per_group[k][method] - before.per_group[k][method] for k in sorted(after.per_group)])
+        changed = diffs[diffs != 0]
+        out[method] |= {"groups_better": int((diffs > 0).sum()), "groups_worse": int((diffs < 0).sum()),
+                        "p_groups": float(wilcoxon(changed, alternative="greater").pvalue) if len(changed) else 1.0}
     return out
 
 
