@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help venv venv-operator generate verify lint test test-unit test-jobs test-operator test-local \
-        test-browser test-slow test-cluster control-plane demo bench bench-reconcile bench-grouping \
+        test-browser test-slow test-production test-cluster control-plane demo bench bench-reconcile bench-grouping \
         bench-serving bench-demo bench-operator-cluster bench-gpu chart images lock clean
 
 help: ## list the commands
@@ -64,6 +64,9 @@ test-browser: ## the campaign report in headless chromium
 test-slow: ## longer end-to-end runs (default synth world)
 	$(PYTEST) -q -m slow tests
 
+test-production: ## the h100 example on production-shaped random models: torchrun, FSDP, S3 multipart, kill/resume, memory
+	OMP_NUM_THREADS=1 $(PYTEST) -q -s -m production tests/production
+
 control-plane: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, KWOK, helm from the Go proxy (cached)
 	hack/build-control-plane.sh
 
@@ -88,8 +91,8 @@ bench-demo: ## wall time of osmf demo vs its 5-minute budget
 bench-operator-cluster: ## 200 AudienceGroupings on the real control plane
 	$(PY) bench/operator_cluster.py
 
-bench-gpu: ## H100 training and rendering throughput (needs a GPU)
-	bash bench/gpu/run.sh
+bench-gpu: ## H100 acceptance: the real jobs at the example's settings and SD1.5 rendering beside plain baselines (needs a GPU)
+	bash bench/gpu/acceptance.sh
 
 bench: bench-reconcile bench-grouping bench-serving bench-demo ## every CPU benchmark
 

@@ -8,8 +8,12 @@ Per-namespace identities (operator tenancy): `open_store(uri, credentials=S3Cred
 with that identity and endpoint instead of the process-wide environment; one client per identity.
 
 Errors: a missing file or key raises FileNotFoundError; an unreachable or failing store raises
-StoreError (retriable for jobs). Files travel by streaming (multipart for large ones), never whole
-in memory, so multi-GB model shards are fine.
+StoreError (retriable for jobs). Files travel by streaming through boto3's managed transfer
+(multipart uploads and ranged parallel downloads above a threshold), never whole in memory, so
+multi-GB model shards and checkpoints are fine. The threshold and part size come from
+`OSMF_S3_MULTIPART_THRESHOLD_MB` / `OSMF_S3_MULTIPART_CHUNK_MB` (the operator sets them from its
+settings, `artifacts.multipartThresholdMb` / `multipartChunkMb`): S3 allows 10,000 parts, so the
+part size bounds the largest object (64 MiB parts: 640 GiB; boto3's 8 MiB default: 80 GiB).
 """
 
 from __future__ import annotations
@@ -181,23 +185,53 @@ def _client_config() -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _environment_client(endpoint: str | None, access_key: str | None, region: str | None) -> Any:
+def _environment_client(endpoint: str | None, access_key: str | None, region: str | None, pid: int) -> Any:
     """Keyed by the variables that pick the endpoint and identity, so a changed environment gets a new
-    client; boto3 reads the rest of the environment itself."""
+    client, and by process: clients are thread-safe but not fork-safe (a forked DataLoader worker
+    reading through its parent's connection pool got another process's bytes, "Expected checksum …
+    did not match"); boto3 reads the rest of the environment itself."""
     import boto3
 
     return boto3.client("s3", config=_client_config())
 
 
+MULTIPART_THRESHOLD_ENV = "OSMF_S3_MULTIPART_THRESHOLD_MB"
+MULTIPART_CHUNK_ENV = "OSMF_S3_MULTIPART_CHUNK_MB"
+DEFAULT_MULTIPART_MB = 64
+
+
+def _megabytes(name: str) -> float:
+    text = os.environ.get(name) or str(DEFAULT_MULTIPART_MB)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: give a number of MiB, e.g. {DEFAULT_MULTIPART_MB}") from None
+    if value <= 0:
+        raise ValueError(f"{name}={text!r}: must be above 0")
+    return value
+
+
+def transfer_config() -> Any:
+    """boto3's managed-transfer settings: multipart above the threshold, in parts of the chunk size
+    (S3's minimum part is 5 MiB; SeaweedFS and MinIO accept smaller ones, which the tests use)."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(
+        multipart_threshold=int(_megabytes(MULTIPART_THRESHOLD_ENV) * 2**20),
+        multipart_chunksize=int(_megabytes(MULTIPART_CHUNK_ENV) * 2**20),
+    )
+
+
 def default_s3_client() -> Any:
     """The client the standard AWS environment describes (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return _environment_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return _environment_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                               os.getpid())
 
 
 @functools.lru_cache(maxsize=64)
-def s3_client_for(credentials: S3Credentials) -> Any:
-    """One client per identity (clients are thread-safe and slow to build)."""
+def s3_client_for(credentials: S3Credentials, pid: int) -> Any:
+    """One client per identity and process (clients are thread-safe and slow to build, not fork-safe)."""
     import boto3
 
     return boto3.client(
@@ -214,11 +248,15 @@ class S3Store(_JsonMixin):
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._client = client
         self.credentials = credentials
+        self._owned = client is None  # made here: remade in a forked child
+        self._pid = os.getpid()
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = s3_client_for(self.credentials) if self.credentials is not None else default_s3_client()
+        if self._client is None or (self._owned and self._pid != os.getpid()):
+            pid = os.getpid()
+            self._client = s3_client_for(self.credentials, pid) if self.credentials is not None else default_s3_client()
+            self._pid = pid
         return self._client
 
     def _key(self, rel: str) -> str:
@@ -245,7 +283,7 @@ class S3Store(_JsonMixin):
             return getattr(self.client, method)(**kwargs)
 
     def child(self, rel: str) -> "S3Store":
-        return S3Store(self.bucket, self._key(rel), self._client, self.credentials)
+        return S3Store(self.bucket, self._key(rel), None if self._owned else self._client, self.credentials)
 
     def exists(self, rel: str) -> bool:
         key = self._key(rel)
@@ -319,7 +357,7 @@ class S3Store(_JsonMixin):
             target.parent.mkdir(parents=True, exist_ok=True)
             key = self._key(file_rel)
             with self._errors("download", key):
-                self.client.download_file(self.bucket, key, str(target))
+                self.client.download_file(self.bucket, key, str(target), Config=transfer_config())
         return dest
 
     def upload(self, src: Path, rel: str) -> None:
@@ -333,7 +371,7 @@ class S3Store(_JsonMixin):
         for path, file_rel in pairs:
             key = self._key(file_rel)
             with self._errors("upload", key):
-                self.client.upload_file(str(path), self.bucket, key)
+                self.client.upload_file(str(path), self.bucket, key, Config=transfer_config())
 
     def local_path(self, rel: str = "") -> None:
         return None

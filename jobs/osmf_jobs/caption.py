@@ -4,7 +4,8 @@
   vocabulary words ("warm palette, striped backdrop, bright lighting, energetic mood"). Exact on
   images painted from the vocabulary; the nearest words for any other image.
 - `vlm`: a vision-language model loaded by URI (a Hugging Face image-text-to-text directory with
-  its processor: LLaVA-class and the like), asked `spec.captioner.prompt`; greedy decoding.
+  its processor: LLaVA-class and the like), asked `spec.captioner.prompt`; greedy decoding, on the
+  GPU in bf16 when the pod has one (the GAIPDataset's aggregate step asks for GPUs only then).
 
     captioner = make_captioner(spec.captioner)
     captions = captioner.caption([pil_image, ...])        # -> list[str], same order
@@ -34,13 +35,18 @@ class ProbeCaptioner:
 class VLMCaptioner:
     kind = "vlm"
 
-    def __init__(self, uri: str, prompt: str, field: str = "spec.captioner.uri"):
+    def __init__(self, uri: str, prompt: str, field: str = "spec.captioner.uri", device: Any = None):
+        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        # The GPU when the pod has one, in bf16 (a 7B VLM: 14 GB, generating on a CPU takes hours),
+        # weights read straight onto it; else the CPU in fp32.
+        self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         path = model_dir(uri, field, HF_CONFIG, "give a vision-language model directory saved with save_pretrained() (model and processor)")
         try:
             self.processor = AutoProcessor.from_pretrained(str(path))
-            self.model = AutoModelForImageTextToText.from_pretrained(str(path)).eval()
+            self.model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=self.dtype, device_map={"": self.device}).eval()
         except (OSError, ValueError) as error:
             raise InvalidInput(f"{field}: cannot load a vision-language model from {uri} ({' '.join(str(error).split())[:160]})") from None
         tokenizer = getattr(self.processor, "tokenizer", None)
@@ -65,7 +71,7 @@ class VLMCaptioner:
         out: list[str] = []
         for start in range(0, len(images), VLM_BATCH):
             chunk = [image.convert("RGB") for image in images[start:start + VLM_BATCH]]
-            batch = self.processor(images=chunk, text=[text] * len(chunk), return_tensors="pt", padding=True)
+            batch = self.processor(images=chunk, text=[text] * len(chunk), return_tensors="pt", padding=True).to(self.device, dtype=self.dtype)
             with torch.no_grad():
                 generated = self.model.generate(**batch, max_new_tokens=VLM_MAX_NEW_TOKENS, do_sample=False)
             new = generated[:, batch["input_ids"].shape[1]:]

@@ -67,6 +67,8 @@ class ArtifactSettings(SettingsModel):
         default_factory=list,
         description="URI prefixes that spec data and model URIs may name (besides builtin: models and the namespace's "
                     "own run directories); empty = any.")
+    multipart_threshold_mb: float = Field(default=64, gt=0, description="Files above this many MiB travel as S3 multipart transfers (uploads and ranged downloads).")
+    multipart_chunk_mb: float = Field(default=64, gt=0, le=5120, description="Part size in MiB; S3 allows 10,000 parts, so 64 MiB parts carry objects up to 640 GiB.")
 
 
 class TenantSettings(SettingsModel):
@@ -120,6 +122,7 @@ class OperatorSettings(SettingsModel):
             credentials_secret=tenant.credentials_secret if own_identity else self.artifacts.credentials_secret,
             service_account=tenant.service_account if own_identity else self.artifacts.service_account,
             allowed_uri_prefixes=self.artifacts.allowed_uri_prefixes if tenant.allowed_uri_prefixes is None else tenant.allowed_uri_prefixes,
+            multipart_threshold_mb=self.artifacts.multipart_threshold_mb, multipart_chunk_mb=self.artifacts.multipart_chunk_mb,
         )
 
     @model_validator(mode="after")

@@ -1,10 +1,10 @@
 """A tiny stand-in transformer trained through `gmodel.training.fit`, in one process or under
 torchrun (gloo on CPU) with DDP or FSDP; used by test_gmodel_fsdp.py.
 
-    python fsdp_worker.py --strategy fsdp --steps 6 --out DIR [--save-at 3] [--resume CKPT]
+    python fsdp_worker.py --strategy fsdp --steps 6 --out DIR [--save-at 3] [--resume RUN_DIR]
 
 Writes DIR/final.pt (the whole model's state after training, from rank 0) and, with --save-at,
-DIR/ckpt.pt (the checkpoint `training_state` gave at that step).
+the checkpoint of that step under DIR/checkpoints/ (the jobs' `Checkpointer`: DCP files per rank).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from osmf_jobs.gmodel.training.checkpoint import load_trainable_state, training_state
+from osmf_core.store import FileStore
+from osmf_jobs.gmodel.training.checkpoint import Checkpointer
 from osmf_jobs.gmodel.training.device import Device
 from osmf_jobs.gmodel.training.fit import FitSettings, fit
 from osmf_jobs.gmodel.training.parallel import unsharded_model, wrap_model
@@ -65,29 +66,30 @@ def main() -> None:
     model.frozen.requires_grad_(False)
     data = torch.Generator().manual_seed(1)
     x, y = torch.randn(32, 4, generator=data), torch.randn(32, generator=data)
-    start, optimizer_state = 0, None
-    if args.resume:
-        state = torch.load(args.resume, weights_only=False)
-        load_trainable_state(model, state["model"])
-        start, optimizer_state = state["step"], state["optimizer"]
     wrapped = wrap_model(model, device, args.strategy)
+    start, restore = 0, None
+    if args.resume:
+        resumed = Checkpointer(FileStore(Path(args.resume)), device)
+        start = resumed.latest()[1]
+        restore = lambda optimizer: resumed.load_training(wrapped, optimizer)  # noqa: E731
     params = [p for p in model.parameters() if p.requires_grad]  # after wrapping: DTensors under FSDP
     out = Path(args.out)
 
     def loss_fn(indices: list[int]):
         return ((wrapped(x[indices]) - y[indices]) ** 2).mean(), {}
 
+    checkpointer = Checkpointer(FileStore(out), device)
+
     def checkpoint(step: int, optimizer: torch.optim.Optimizer) -> None:
-        weights, optimizer_state = training_state(model, optimizer)  # a collective under FSDP
-        if rank == 0 and step == args.save_at:
-            torch.save({"step": step, "model": weights, "optimizer": optimizer_state}, out / "ckpt.pt")
+        if step == args.save_at:
+            checkpointer.save_training(step, wrapped, optimizer, {})  # a collective: each rank writes its files
 
     # 8 examples per step in 2 micro-batches whatever the world size, so runs compare exactly; a
     # low clipping threshold, so clipping is active.
     settings = FitSettings(epochs=100, learning_rate=0.05, batch_size=4 // world, gradient_accumulation_steps=2,
                            max_steps=args.steps, checkpoint_every_steps=1, seed=3, max_grad_norm=0.05)
     fit(params, loss_fn, len(x), settings, device, ddp_model=wrapped, start_step=start,
-        optimizer_state=optimizer_state, checkpoint=checkpoint)
+        restore=restore, checkpoint=checkpoint)
     plain = unsharded_model(wrapped, device)
     if rank == 0:
         torch.save({k: v.detach().cpu().clone() for k, v in plain.state_dict().items()}, out / "final.pt")

@@ -40,9 +40,10 @@ def test_fsdp_trains_like_one_process_and_checkpoints_resume_across_strategies(t
     one = _train(tmp_path / "one", "fsdp", 1, "--save-at", "3")  # one process: the plain model
     fsdp = _train(tmp_path / "fsdp", "fsdp", 2, "--save-at", "3")
     _assert_same(one, fsdp)
-    # FSDP writes the optimizer state by parameter name, one process by position: each resumes the other's.
-    _assert_same(one, _train(tmp_path / "fsdp-from-one", "fsdp", 2, "--resume", str(one / "ckpt.pt")))
-    _assert_same(one, _train(tmp_path / "one-from-fsdp", "ddp", 1, "--resume", str(fsdp / "ckpt.pt")))
+    # DCP checkpoints: FSDP's per-rank shard files and one process's plain tensors resume each other.
+    assert sorted(p.name for p in (fsdp / "checkpoints" / "a" / "shards").iterdir() if p.suffix == ".distcp") == ["__0_0.distcp", "__1_0.distcp"]
+    _assert_same(one, _train(tmp_path / "fsdp-from-one", "fsdp", 2, "--resume", str(one)))
+    _assert_same(one, _train(tmp_path / "one-from-fsdp", "ddp", 1, "--resume", str(fsdp)))
 
 
 def test_wrap_model_rejects_an_unknown_strategy() -> None:

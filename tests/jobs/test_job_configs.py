@@ -18,13 +18,19 @@ from osmf_jobs.runtime import InvalidInput, build_context, load_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _config(kind: str, tmp_path: Path, **spec) -> str:
-    return job_config(kind, SPECS[kind] | spec, KINDS[kind].steps[-1].name, tmp_path / "run", {})
+def _config(kind: str, tmp_path: Path, inputs: dict | None = None, **spec) -> str:
+    return job_config(kind, SPECS[kind] | spec, KINDS[kind].steps[-1].name, tmp_path / "run", inputs or {})
+
+
+def _inputs(kind: str, tmp_path: Path) -> dict:
+    """An output for every resource the spec references (the job config requires them)."""
+    spec = KINDS[kind].spec_model.model_validate(SPECS[kind])
+    return {ref.role: (ref.kind, tmp_path / ref.name) for ref in KINDS[kind].references(spec)}
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_the_spec_arrives_typed(kind, tmp_path):
-    ctx = build_context(load_config(_config(kind, tmp_path), job_config_model(kind)))
+    ctx = build_context(load_config(_config(kind, tmp_path, _inputs(kind, tmp_path)), job_config_model(kind)))
     assert isinstance(ctx.spec, KINDS[kind].spec_model) and ctx.spec is ctx.config.spec
 
 

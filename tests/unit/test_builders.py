@@ -115,6 +115,8 @@ VARIANTS = {
     "grouping-cluster-sharded": ("AudienceGrouping", {"shards": 4}, "cluster"),
     "grouping-merge-cpu": ("AudienceGrouping", {"shards": 4}, "merge"),
     "gaip-aggregate-sharded-cpu": ("GAIPDataset", {"shards": 3}, "aggregate"),
+    "gaip-aggregate-vlm-sharded": ("GAIPDataset", {"shards": 3, "captioner": {"kind": "vlm", "uri": "s3://m/vlm"},
+                                                   "resources": {"gpusPerNode": 1}}, "aggregate"),
     "gaip-merge": ("GAIPDataset", {}, "merge"),
     "gmllm-pretrain-1gpu": ("GMLLMTraining", {"resources": {"gpusPerNode": 1}}, "train"),
     "gmllm-pretrain-8gpu": ("GMLLMTraining", {"resources": {"gpusPerNode": 8, "memory": "256Gi"}}, "train"),
@@ -260,7 +262,7 @@ def test_every_variant_validates_strictly_and_keeps_the_invariants(variant, sett
 GPU_SHAPES = {
     # variant: (gpus in limits, pool selector key, command head, Indexed completions, per-index retries)
     "grouping-train-1gpu": (1, "cloud.google.com/gke-accelerator", ["python"], None, False),
-    "grouping-cluster-sharded": (1, "cloud.google.com/gke-accelerator", ["python"], 4, True),
+    "gaip-aggregate-vlm-sharded": (1, "cloud.google.com/gke-accelerator", ["python"], 3, True),
     "gmllm-pretrain-1gpu": (1, "cloud.google.com/gke-accelerator", ["python"], None, False),
     "gmllm-pretrain-8gpu": (8, "cloud.google.com/gke-accelerator",
                             ["python", "-m", "osmf_jobs.launch", "--standalone", "--nnodes=1", "--nproc-per-node=8"], None, False),
@@ -291,8 +293,9 @@ def test_gpu_pods_get_pool_gpus_shared_memory_and_the_right_launcher(variant):
     assert ("backoffLimitPerIndex" in spec) is per_index and ("backoffLimit" in spec) is not per_index
 
 
-@pytest.mark.parametrize("variant", ["grouping-merge-cpu", "gaip-aggregate-sharded-cpu", "gaip-merge", "campaign-merge",
-                                     "gmllm-pretrain-cpu"])
+# grouping-cluster: batched K-means in numpy (Step gpu=False) even though the grouping asks for a GPU.
+@pytest.mark.parametrize("variant", ["grouping-cluster-sharded", "grouping-merge-cpu", "gaip-aggregate-sharded-cpu", "gaip-merge",
+                                     "campaign-merge", "gmllm-pretrain-cpu"])
 def test_cpu_steps_get_the_cpu_selector_and_no_gpu(variant):
     _, objects = built(variant, PLATFORM)
     job = by_kind(objects)["Job"]

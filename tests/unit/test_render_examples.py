@@ -39,9 +39,42 @@ def test_every_rendered_object_validates_strictly(rendered):
         validate(obj)
 
 
+# The steps of the H100 example whose code puts work on a GPU (the example's GAIPDataset captions with
+# a VLM): PAAG encoders + preference model, the VLM captioner, training, Group-DPO, policy + rendering.
+GPU_STEPS = {
+    ("AudienceGrouping", "train"), ("GAIPDataset", "aggregate"), ("GMLLMTraining", "train"),
+    ("GroupDPORun", "train"), ("AdImageCampaign", "generate"),
+}
+
+
+def _gpus(job: dict) -> int:
+    return int(job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
+
+
+def test_the_h100_example_asks_for_gpus_only_where_the_code_uses_them(rendered):
+    jobs = [o for o in rendered["h100-pipeline"] if o["kind"] == "Job"]
+    steps = {(j["metadata"]["labels"]["osmf.dev/kind"], j["metadata"]["labels"]["osmf.dev/step"]): _gpus(j) for j in jobs}
+    assert {k for k, gpus in steps.items() if gpus} == GPU_STEPS
+    # CPU steps (PAAG clustering in numpy, merges) render with zero GPUs and no GPU toleration.
+    assert {k for k, gpus in steps.items() if not gpus} == {
+        ("AudienceGrouping", "cluster"), ("AudienceGrouping", "merge"), ("GAIPDataset", "merge"), ("AdImageCampaign", "merge")}
+    for job in jobs:
+        if not _gpus(job):
+            assert not any(v.get("emptyDir", {}).get("medium") == "Memory" for v in job["spec"]["template"]["spec"]["volumes"])
+
+
+def test_a_probe_captioner_renders_the_gaip_shards_without_gpus(tmp_path):
+    source = yaml.safe_load((EXAMPLES / "h100-pipeline" / "02-gaip.yaml").read_text())
+    source["spec"]["captioner"] = {"kind": "probe"}
+    (tmp_path / "02-gaip.yaml").write_text(yaml.safe_dump(source))
+    (tmp_path / "01-grouping.yaml").write_text((EXAMPLES / "h100-pipeline" / "01-grouping.yaml").read_text())
+    jobs = [o for o in render(tmp_path) if o["kind"] == "Job" and o["metadata"]["labels"]["osmf.dev/kind"] == "GAIPDataset"]
+    assert len(jobs) == 2 and all(_gpus(job) == 0 for job in jobs)
+
+
 def test_gpu_stages_show_node_selection_tolerations_gpus_shm_and_failure_policy(rendered):
-    jobs = [o for o in rendered["h100-pipeline"] if o["kind"] == "Job" and o["metadata"]["labels"]["osmf.dev/step"] != "merge"]
-    assert jobs  # every non-merge step of the H100 example asks for GPUs
+    jobs = [o for o in rendered["h100-pipeline"] if o["kind"] == "Job" and _gpus(o)]
+    assert jobs
     for job in jobs:
         pod = job["spec"]["template"]["spec"]
         limits = pod["containers"][0]["resources"]["limits"]

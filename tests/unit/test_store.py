@@ -288,3 +288,18 @@ def test_missing_bucket_is_a_store_error_not_a_missing_run(s3_server):
         read_manifest(store)
     with pytest.raises(StoreError, match="NoSuchBucket"):
         store.list()
+
+
+def test_an_s3_store_makes_its_own_client_in_a_forked_process(monkeypatch):
+    """boto3 clients are not fork-safe: a DataLoader worker must not read through its parent's pool."""
+    import os
+
+    from osmf_core import store as store_module
+
+    made = []
+    monkeypatch.setattr(store_module, "default_s3_client", lambda: made.append(os.getpid()) or object())
+    s3 = store_module.S3Store("bucket", "prefix")
+    first = s3.client
+    assert s3.client is first and s3.child("x").client is not None
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as seen from a forked child
+    assert s3.client is not first

@@ -236,6 +236,16 @@ class TrainingSpec(ApiModel):
         "(fastest while they fit: a full fine-tune needs about 16 bytes per trained parameter plus activations); "
         "fsdp shards them across the GPUs (FSDP2, one unit per transformer block) so each holds about 1/N: use it "
         "when a full fine-tune does not fit one GPU (LLaVA-7B on 80 GB). One process runs the same either way."))
+    gradient_checkpointing: bool = Field(default=False, description=(
+        "Keep only each transformer block's input during the forward pass and recompute the block in the backward "
+        "pass: activations shrink from every block's intermediates to one block's (about a third more compute). "
+        "Needed for LLaVA-7B's long image sequences on 80 GB GPUs; the result is the same either way."))
+    data_loader_workers: int = Field(default=2, ge=0, le=64, description=(
+        "Processes per rank that decode images and build the next batches while the GPU trains (PyTorch DataLoader, "
+        "pinned memory on GPU); 0 builds them in the training process."))
+    collective_timeout_seconds: int = Field(default=3600, ge=60, le=86400, description=(
+        "How long a rank waits in a collective (all-gather, broadcast, barrier) before the run fails and is retried; "
+        "above NCCL's 10-minute default because gathering and uploading a 7B model or checkpoint takes longer."))
 
 
 class RewardSpec(ApiModel):
@@ -296,6 +306,11 @@ class DPOSpec(ApiModel):
     precision: Literal["bf16", "fp16", "fp32"] = Field(default="bf16", description="Compute precision on GPU; CPU runs in fp32.")
     seed: int = Field(default=0, ge=0, description="Random seed.")
     keep_checkpoints: bool = Field(default=False, description="Keep checkpoints/ after success; by default they are removed once the manifest is written.")
+    gradient_checkpointing: bool = Field(default=False, description=(
+        "Recompute each transformer block in the backward pass instead of keeping its activations (the policy's "
+        "pairs of long image sequences on 80 GB GPUs); the result is the same either way."))
+    collective_timeout_seconds: int = Field(default=3600, ge=60, le=86400, description=(
+        "How long a rank waits in a collective before the run fails and is retried (NCCL's default is 10 minutes)."))
 
 
 class LoraSpec(ApiModel):
@@ -414,11 +429,32 @@ class PrinterColumn:
 
 
 @dataclass(frozen=True)
+class GpuWhen:
+    """The step's code uses a GPU only when `spec.<path> == equals` (e.g. a VLM captioner)."""
+
+    path: str  # dotted snake_case attribute path, e.g. "captioner.kind"
+    equals: str
+
+    def holds(self, spec: KindSpec) -> bool:
+        value: object = spec
+        for part in self.path.split("."):
+            value = getattr(value, part)
+        return value == self.equals
+
+
+@dataclass(frozen=True)
 class Step:
+    """One Job of a kind's run. `gpu` says whether the step's code can use a GPU: False (merges,
+    numpy clustering) runs on CPU whatever spec.resources asks; a `GpuWhen` asks the spec."""
+
     name: str
     sharded: bool = False
-    gpu: bool = True  # False: the step runs on CPU whatever spec.resources asks (merges)
+    gpu: bool | GpuWhen = True
     distributed: bool = False  # True: torchrun across gpusPerNode × nodes
+
+    def uses_gpu(self, spec: KindSpec) -> bool:
+        """Does this step's code put work on a GPU when the resources give it one?"""
+        return self.gpu.holds(spec) if isinstance(self.gpu, GpuWhen) else self.gpu
 
 
 @dataclass(frozen=True)
@@ -509,12 +545,15 @@ KINDS: dict[str, KindInfo] = {
     for info in (
         KindInfo(
             Kind.AUDIENCE_GROUPING, "audiencegroupings", "ag", AudienceGroupingSpec, "osmf_jobs.grouping",
-            (Step("train"), Step("cluster", sharded=True), Step("merge", gpu=False)),
+            # train: the PAAG encoders and the preference model on the GPU; cluster: batched K-means
+            # in numpy over exported weights (CPU); merge: tables.
+            (Step("train"), Step("cluster", sharded=True, gpu=False), Step("merge", gpu=False)),
             key_metrics=("auroc",), description="Discovers audience groups per product from impression logs (PAAG).",
         ),
         KindInfo(
             Kind.GAIP_DATASET, "gaipdatasets", "gaip", GAIPDatasetSpec, "osmf_jobs.gaip",
-            (Step("aggregate", sharded=True), Step("merge", gpu=False)),
+            # aggregate: pandas, plus the captioner, which runs on the GPU only when it is a VLM.
+            (Step("aggregate", sharded=True, gpu=GpuWhen("captioner.kind", "vlm")), Step("merge", gpu=False)),
             key_metrics=("pairs",), description="Group-level CTR per (product, group, image) and preference pairs (GAIP).",
         ),
         KindInfo(

@@ -13,14 +13,12 @@ from .inputs import resolve_inputs
 def main(ctx: JobContext) -> None:
     inputs = resolve_inputs(ctx)  # cheap checks before torch is imported
 
-    import torch
-
     from osmf_jobs.gmodel.data import load_gaip
-    from osmf_jobs.gmodel.training.device import barrier, quiet_transformers, seed_everything, setup_device
+    from osmf_jobs.gmodel.training.device import leave_process_group, quiet_transformers, seed_everything, setup_device
 
     quiet_transformers()
     spec = ctx.spec
-    device = setup_device(ctx.dist, spec.training.precision)
+    device = setup_device(ctx.dist, spec.training.precision, spec.training.collective_timeout_seconds)
     seed_everything(spec.training.seed, device)
     data = load_gaip(inputs.dataset, inputs.grouping, inputs.data, need_pairs=spec.task == "reward")
     if spec.task == "pretrain":
@@ -31,6 +29,4 @@ def main(ctx: JobContext) -> None:
     if device.is_main:
         ctx.store.write_json(METRICS, metrics)
         ctx.write_manifest(metrics, discard=() if spec.training.keep_checkpoints else (CHECKPOINTS,))
-    barrier(device)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    leave_process_group(device)  # the tasks already left it after their last collective

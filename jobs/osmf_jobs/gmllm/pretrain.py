@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,16 +14,17 @@ from osmf_core.layout import GModel
 from osmf_jobs.gmodel.batching import answer_logprobs, examples_batch
 from osmf_jobs.gmodel.data import Example, GaipData, eval_subset, pretrain_examples
 from osmf_jobs.gmodel.inference import PromptRequest, prompt_batch, sample_answers
-from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava
+from osmf_jobs.gmodel.loading import empty_hf_model
+from osmf_jobs.gmodel.model import TINY_LLAVA, GroupMLLM, build_tiny_llava, load_hf_llava, load_llava_processor
 from osmf_jobs.gmodel.text import match_rate, style_vocabulary, style_words
-from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.device import Device, all_mean, leave_process_group
 from osmf_jobs.gmodel.training.fit import fit
-from osmf_jobs.gmodel.training.parallel import freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.parallel import unsharded_model
 from osmf_jobs.gmodel.training.progress import ProgressReporter
 from osmf_jobs.model_dirs import HF_CONFIG, model_dir
 from osmf_jobs.runtime import InvalidInput, one_line
 
-from .common import Resume, fit_settings, publish_model
+from .common import Resume, fit_settings, prepare_model, publish_model, sharded_loading
 
 EVAL_SAMPLES = 4  # prompts sampled per held-out group at T=1 for the style-word metric
 EVAL_MAX_NEW_TOKENS = 32
@@ -32,8 +33,12 @@ EVAL_MAX_EXAMPLES = 4096  # held-out examples for the losses and prefer accuracy
 EVAL_MAX_GROUPS = 512  # held-out groups whose prompts are generated
 
 
-def build_model(spec: Any, data: GaipData) -> tuple[GroupMLLM, Any, dict[str, Any]]:
+def build_model(spec: Any, data: GaipData, device: Device, sharded: bool = False) -> tuple[GroupMLLM, Any, dict[str, Any], Path | None]:
+    """(model, processor, meta, weights): a base model by URI is read straight onto the device in
+    fp32 (the master weights), or with `sharded` left on the meta device for each rank to read its
+    FSDP shards from `weights` later (`common.prepare_model`)."""
     uri = spec.base_model.uri
+    weights = None
     if uri.startswith("builtin:"):
         if uri != TINY_LLAVA:
             raise InvalidInput(f"spec.baseModel.uri {uri}: unknown builtin model; use {TINY_LLAVA} or a model directory URI")
@@ -42,7 +47,10 @@ def build_model(spec: Any, data: GaipData) -> tuple[GroupMLLM, Any, dict[str, An
     else:
         path = model_dir(uri, "spec.baseModel.uri", HF_CONFIG, "point it at a LLaVA-class model directory")
         try:
-            mllm, processor = load_hf_llava(path)
+            if sharded:
+                mllm, processor, weights = empty_hf_model(path), load_llava_processor(path), path
+            else:
+                mllm, processor = load_hf_llava(path, device=device.device)
         except Exception as error:  # noqa: BLE001 - any loader failure means the URI names no usable model
             raise InvalidInput(f"spec.baseModel.uri {uri}: not loadable as a LLaVA-class model ({one_line(error)})") from None
         train_vision = False  # LLaVA's recipe: the pretrained vision tower stays frozen
@@ -57,7 +65,9 @@ def build_model(spec: Any, data: GaipData) -> tuple[GroupMLLM, Any, dict[str, An
     if not train_vision:
         for param in model.mllm.model.vision_tower.parameters():
             param.requires_grad_(False)
-    return model, processor, {"base_model": uri, "train_vision": train_vision, "task": "pretrain"}
+    if weights is None:
+        model.to(device.device)
+    return model, processor, {"base_model": uri, "train_vision": train_vision, "task": "pretrain"}, weights
 
 
 def batch_of(model: GroupMLLM, processor: Any, data: GaipData, examples: list[Example], max_length: int):
@@ -74,27 +84,31 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
                            key=lambda e: (e.task, e.product_id, e.group_id, e.image_uri, e.instruction))
     if not train:
         raise InvalidInput(f"GAIP dataset {inputs.dataset.uri} has no training products (split 'train'); check the GAIPDataset's split")
-    model, processor, meta = build_model(spec, data)
-    model.to(device.device)
-    resume = Resume(ctx, model, device)
-    if resume.step:
-        print(f"osmf: resuming from checkpoint at step {resume.step}", file=sys.stderr, flush=True)
+    model, processor, meta, weights = build_model(spec, data, device, sharded_loading(spec.training, device))
+    resume = Resume(ctx, device)
     max_length = spec.training.max_length
 
-    def lm_loss(module: Any, indices: list[int]) -> torch.Tensor:
-        batch = batch_of(model, processor, data, [train[i] for i in indices], max_length).to(device.device)
+    def collate(indices: list[int]):  # in a DataLoader worker: images decoded, processor run
+        return batch_of(model, processor, data, [train[i] for i in indices], max_length)
+
+    def lm_loss(module: Any, batch: Any) -> torch.Tensor:
+        batch = batch.to(next(p for p in module.parameters()).device)
         logits = module(**batch.model_inputs(), logits_to_keep=batch.answer_len + 1)
         logprob, count = answer_logprobs(logits, batch)
         return -logprob.sum() / count.sum().clamp(min=1)
 
-    frozen = freeze_unreached(model, lambda: lm_loss(model, [0]))
-    ddp = wrap_model(model, device, spec.training.strategy)
+    ddp, frozen = prepare_model(model, spec.training, device, weights, lambda module: lm_loss(module, collate([0])))
+    resume.module = ddp
 
-    def loss_fn(indices: list[int]):
-        return lm_loss(ddp, indices), {}
+    tokens, clock = [0], []  # this rank's tokens so far; (tokens, time) after each step, for throughput
+
+    def loss_fn(batch: Any):
+        tokens[0] += int(batch.attention_mask.sum())
+        return lm_loss(ddp, batch), {}
 
     def on_step(step: int, total: int, loss: float, lr: float, stats: dict) -> None:
-        resume.history.append(round(loss, 5))
+        resume.history.append(round(loss, 5))  # all_mean of the loss synchronised the step: the clock is honest
+        clock.append((tokens[0], time.monotonic()))
         report(step, total, loss, lr, stats)
 
     report = ProgressReporter(ctx, resume.step)
@@ -102,15 +116,20 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     started = time.monotonic()
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    total = fit(params, loss_fn, len(train), settings, device, ddp_model=ddp,
-                start_step=resume.step, optimizer_state=resume.optimizer_state, on_step=on_step, checkpoint=resume.save)
+    total = fit(params, loss_fn, len(train), settings, device, ddp_model=ddp, start_step=resume.step, restore=resume.restore,
+                on_step=on_step, checkpoint=resume.save, collate=collate, workers=spec.training.data_loader_workers)
+    # Tokens per second after the first step (start-up, allocator and kernel warm-up), all ranks.
+    steady = (clock[-1][0] - clock[0][0]) / (clock[-1][1] - clock[0][1]) if len(clock) > 1 else 0.0
+    tokens_per_second = all_mean(steady, device) * device.world_size
     model = unsharded_model(ddp, device)  # FSDP: the whole model on rank 0 (a collective)
+    ddp = resume.module = None
+    leave_process_group(device)  # the last collective: rank 0 evaluates and publishes alone, the others exit
     train_seconds = time.monotonic() - started
     metrics: dict[str, Any] = {
         "task": "pretrain", "steps": total, "resumed_from_step": resume.step, "train_examples": len(train),
         "heldout_examples": len(held_out), "train_seconds": round(train_seconds, 2), "precision": device.precision,
         "world_size": device.world_size, "final_train_loss": resume.history[-1] if resume.history else None,
-        "examples_per_task": dict(Counter(e.task for e in train)), "frozen_unreached": len(frozen), "group_profiles": data.profile_source,
+        "train_tokens_per_second": round(tokens_per_second, 1), "examples_per_task": dict(Counter(e.task for e in train)), "frozen_unreached": len(frozen), "group_profiles": data.profile_source,
     }
     if device.is_main:
         started = time.monotonic()

@@ -12,7 +12,6 @@ epoch; at the same compute the grouped loop makes ~5× more passes over the pair
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,13 +26,14 @@ from osmf_jobs.gmodel.data import GaipData, PairExample, eval_subset, reward_exa
 from osmf_jobs.gmodel.inference import score_batch_inputs
 from osmf_jobs.gmodel.location import gmodel_dir
 from osmf_jobs.gmodel.model import GroupMLLM, load_gmodel
-from osmf_jobs.gmodel.training.device import Device
+from osmf_jobs.gmodel.training.device import Device, leave_process_group
 from osmf_jobs.gmodel.training.fit import fit
-from osmf_jobs.gmodel.training.parallel import freeze_unreached, unsharded_model, wrap_model
+from osmf_jobs.gmodel.training.parallel import unsharded_model
 from osmf_jobs.gmodel.training.progress import ProgressReporter
+
 from osmf_jobs.runtime import InvalidInput
 
-from .common import Resume, fit_settings, publish_model
+from .common import Resume, fit_settings, prepare_model, publish_model, sharded_loading
 
 EVAL_MAX_PAIRS = 8192  # held-out pairs scored (twice: with and without the group tokens)
 EVAL_MAX_TRAIN_PAIRS = 2048  # training pairs scored for train_pairwise_accuracy
@@ -109,7 +109,9 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     train = reward_examples(data, train=True)
     held_out = eval_subset(reward_examples(data, train=False), EVAL_MAX_PAIRS,
                            key=lambda p: (p.product_id, p.group_id, p.chosen_uri, p.rejected_uri))
-    model, processor, info = load_gmodel(gmodel_dir(inputs.init, "spec.initFromRef"), reward_head=True)
+    init_dir = gmodel_dir(inputs.init, "spec.initFromRef")
+    sharded = sharded_loading(spec.training, device)  # FSDP: LLaVA on meta, each rank reads its shards
+    model, processor, info = load_gmodel(init_dir, reward_head=True, device=device.device, empty=sharded)
     if model.group_dim != data.group_dim or model.n_vectors != data.n_vectors:
         raise InvalidInput(
             f"spec.initFromRef: the pretrain run reads {model.n_vectors}×{model.group_dim} group vectors but this grouping has "
@@ -122,30 +124,31 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         model.mllm.model.vision_tower.requires_grad_(False)
     init_head_bias(model, train)
     blind = spec.reward.group_blind
-    interaction = None if blind else attach_interaction(model, inputs.grouping)
-    model.to(device.device)
-    resume = Resume(ctx, model, device)
-    if resume.step:
-        print(f"osmf: resuming from checkpoint at step {resume.step}", file=sys.stderr, flush=True)
+    interaction = None if blind else attach_interaction(model, inputs.grouping, None if sharded else device.device)
+    resume = Resume(ctx, device)
     weight = spec.reward.ctr_loss_weight
     groups = group_pairs(train)
 
-    def pair_loss(module: Any, indices: list[int]):
+    def collate(indices: list[int]):  # in a DataLoader worker: images decoded, processor run
         chunk = [groups[i] for i in indices]
         batch, rows = groups_batch(model, processor, data, chunk)
-        scores = module(**batch.to(device.device).model_inputs(), output="score", zero_group=blind)
-        chosen, rejected = (scores[torch.tensor([r[k] for r in rows], device=scores.device)] for k in (0, 1))
+        return batch, torch.tensor(rows, dtype=torch.long).reshape(-1, 2), torch.tensor([c for g in chunk for c in g.ctrs])
+
+    def pair_loss(module: Any, prepared: Any):
+        batch, rows, ctr = prepared
+        scores = module(**batch.to(next(p for p in module.parameters()).device).model_inputs(), output="score", zero_group=blind)
+        rows, ctr = rows.to(scores.device), ctr.to(scores.device, scores.dtype)
+        chosen, rejected = scores[rows[:, 0]], scores[rows[:, 1]]
         loss = -F.logsigmoid(chosen - rejected).mean()  # every pair of the step weighs the same
         if weight:  # every (group, image) once
-            ctr = torch.tensor([c for g in chunk for c in g.ctrs], device=scores.device, dtype=scores.dtype)
             loss = loss + weight * F.binary_cross_entropy_with_logits(scores, ctr.clamp(0, 1))
         return loss, {"pair_accuracy": float((chosen > rejected).float().mean())}
 
-    freeze_unreached(model, lambda: pair_loss(model, [0])[0])
-    ddp = wrap_model(model, device, spec.training.strategy)
+    ddp, _ = prepare_model(model, spec.training, device, init_dir / GModel.MLLM_DIR, lambda module: pair_loss(module, collate([0]))[0])
+    resume.module = ddp
 
-    def loss_fn(indices: list[int]):
-        return pair_loss(ddp, indices)
+    def loss_fn(prepared: Any):
+        return pair_loss(ddp, prepared)
 
     def on_step(step: int, total: int, loss: float, lr: float, stats: dict) -> None:
         resume.history.append(round(loss, 5))
@@ -155,9 +158,12 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     started = time.monotonic()
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    total = fit(params, loss_fn, len(groups), fit_settings(spec.training), device, ddp_model=ddp,
-                start_step=resume.step, optimizer_state=resume.optimizer_state, on_step=on_step, checkpoint=resume.save)
+    total = fit(params, loss_fn, len(groups), fit_settings(spec.training), device, ddp_model=ddp, start_step=resume.step,
+                restore=resume.restore, on_step=on_step, checkpoint=resume.save, collate=collate,
+                workers=spec.training.data_loader_workers)
     model = unsharded_model(ddp, device)  # FSDP: the whole model on rank 0 (a collective)
+    ddp = resume.module = None
+    leave_process_group(device)  # the last collective: rank 0 evaluates and publishes alone, the others exit
     metrics: dict[str, Any] = {
         "task": "reward", "steps": total, "resumed_from_step": resume.step, "train_pairs": len(train), "train_groups": len(groups),
         "heldout_pairs": len(held_out), "train_seconds": round(time.monotonic() - started, 2), "precision": device.precision,
@@ -169,7 +175,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         model.eval()
         with torch.no_grad(), device.autocast():
             heldout, per_group = pairwise_accuracy(model, processor, data, held_out, spec.training.batch_size, device, blind)
-            heldout["preference_model_pairwise_accuracy"] = preference_model_accuracy(ctx, inputs.grouping, data, held_out)
+            heldout["preference_model_pairwise_accuracy"] = preference_model_accuracy(inputs.grouping, data, held_out)
             trained, _ = pairwise_accuracy(model, processor, data, train[:EVAL_MAX_TRAIN_PAIRS], spec.training.batch_size, device, blind)
         metrics |= heldout | {"train_pairwise_accuracy": trained["pairwise_accuracy"], "eval_seconds": round(time.monotonic() - started, 2)}
         ctx.store.write_json(GModel.EVAL_PER_GROUP, per_group)
@@ -181,7 +187,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     return metrics
 
 
-def attach_interaction(model: GroupMLLM, grouping: Any) -> dict[str, Any]:
+def attach_interaction(model: GroupMLLM, grouping: Any, device: Any = None) -> dict[str, Any]:
     """Give the GRM its group × image term over the grouping's preference-model image features."""
     from osmf_jobs.gmodel.model import PreferenceInteraction, image_stats_encoder
     from osmf_jobs.paag import Assigner
@@ -193,11 +199,13 @@ def attach_interaction(model: GroupMLLM, grouping: Any) -> dict[str, Any]:
                            f"{model.group_dim}; train both on the same AudienceGrouping")
     model.interaction = PreferenceInteraction(model.group_dim, int(arrays["creative.mean"].shape[0]))
     model.interaction.load_creative_tower(arrays)
+    if device is not None:  # a model built on the meta device is placed when it is sharded
+        model.interaction.to(device)
     model.stats_encoder = image_stats_encoder(assigner.config["image_encoder"])
     return {"image_encoder": assigner.config["image_encoder"], "stats_dim": int(arrays["creative.mean"].shape[0])}
 
 
-def preference_model_accuracy(ctx: Any, grouping: Any, data: GaipData, pairs: list[PairExample]) -> float | None:
+def preference_model_accuracy(grouping: Any, data: GaipData, pairs: list[PairExample]) -> float | None:
     """The grouping's preference model, as a scorer, on the same held-out pairs (what `auto` compares)."""
     from osmf_jobs.scoring import PreferenceModelScorer, pairwise_accuracy as scorer_accuracy
 

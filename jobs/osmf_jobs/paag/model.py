@@ -124,7 +124,7 @@ class PreferenceModel(nn.Module):
               title_mask: torch.Tensor) -> torch.Tensor:
         """Preference embeddings of (attribute rows, product indices) -> [B, d]."""
         x = self.query(attrs, keys["gate"][product])
-        image_mask = torch.ones(keys["image_k"].shape[:2], dtype=torch.bool)[product]
+        image_mask = torch.ones(keys["image_k"].shape[:2], dtype=torch.bool, device=keys["image_k"].device)[product]
         title_mask = torch.cat([torch.ones_like(title_mask[:, :2]), title_mask], dim=1)  # + product, category tokens
         x = self.title_block(x, keys["title_k"][product], keys["title_v"][product], title_mask[product])
         x = self.image_block(x, keys["image_k"][product], keys["image_v"][product], image_mask)

@@ -88,38 +88,50 @@ def _batches(cells: dict[str, np.ndarray], batch_impressions: int, rng: np.rando
 def _pair_logits(model: PreferenceModel, tuples: torch.Tensor, feats: dict[str, torch.Tensor],
                  pair_tuple: np.ndarray, pair_product: np.ndarray, cell_pair_local: np.ndarray,
                  cell_creative: np.ndarray, creative_v: torch.Tensor | None = None) -> torch.Tensor:
+    index = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(tuples.device)  # noqa: E731 - numpy indices onto the model's device
     products, local_product = np.unique(pair_product, return_inverse=True)
-    pidx = torch.from_numpy(products)
+    pidx = index(products)
     keys = model.product_keys(feats["title_tokens"][pidx], feats["image_tokens"][pidx], pidx, feats["category"][pidx])
-    e = model.embed(tuples[torch.from_numpy(pair_tuple)], keys, torch.from_numpy(local_product.reshape(-1)),
-                    feats["title_mask"][pidx])
+    e = model.embed(tuples[index(pair_tuple)], keys, index(local_product.reshape(-1)), feats["title_mask"][pidx])
     if creative_v is None:
         creatives, local_creative = np.unique(cell_creative, return_inverse=True)
-        v = model.creative(feats["creative_stats"][torch.from_numpy(creatives)])[torch.from_numpy(local_creative.reshape(-1))]
+        v = model.creative(feats["creative_stats"][index(creatives)])[index(local_creative.reshape(-1))]
     else:
-        v = creative_v[torch.from_numpy(cell_creative)]
-    return model.click_logit(e[torch.from_numpy(cell_pair_local)], v)
+        v = creative_v[index(cell_creative)]
+    return model.click_logit(e[index(cell_pair_local)], v)
 
 
 def train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features, imp: Impressions, *, d: int,
                 epochs: int, batch_size: int, learning_rate: float, held_out_fraction: float, seed: int,
-                progress: Callable[[int, int, dict[str, float]], None] | None = None) -> tuple[PreferenceModel, dict[str, Any]]:
-    """Fit on all but a held-out share of impressions; returns the model and metrics (AUROC on the held-out share)."""
+                progress: Callable[[int, int, dict[str, float]], None] | None = None,
+                device: torch.device | str = "cpu") -> tuple[PreferenceModel, dict[str, Any]]:
+    """Fit on all but a held-out share of impressions on `device`; returns the model (on the CPU,
+    for export) and metrics (AUROC on the held-out share)."""
     # The same logs and seed give the same model: with two or more threads the CPU backward's
     # accumulations otherwise land in varying order (the weights differed run to run, and with them
-    # every group downstream). The previous setting is restored for whoever runs us in-process.
+    # every group downstream). The previous setting is restored for whoever runs us in-process. On
+    # CUDA deterministic cuBLAS needs a fixed workspace, and kernels without a deterministic variant
+    # only warn there.
+    device = torch.device(device)
     deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     try:
-        return _train_model(tuples, vocab_sizes, features, imp, d=d, epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, held_out_fraction=held_out_fraction, seed=seed, progress=progress)
+        model, metrics = _train_model(tuples, vocab_sizes, features, imp, d=d, epochs=epochs, batch_size=batch_size,
+                                      learning_rate=learning_rate, held_out_fraction=held_out_fraction, seed=seed,
+                                      progress=progress, device=device)
+        return model.cpu(), metrics
     finally:
         torch.use_deterministic_algorithms(deterministic)
 
 
 def _train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features, imp: Impressions, *, d: int,
                  epochs: int, batch_size: int, learning_rate: float, held_out_fraction: float, seed: int,
-                 progress: Callable[[int, int, dict[str, float]], None] | None) -> tuple[PreferenceModel, dict[str, Any]]:
+                 progress: Callable[[int, int, dict[str, float]], None] | None,
+                 device: torch.device) -> tuple[PreferenceModel, dict[str, Any]]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_products, n_creatives = len(features.title_tokens), len(features.creative_stats)
@@ -132,6 +144,7 @@ def _train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features,
     model = PreferenceModel(vocab_sizes, features.title_tokens.shape[-1], features.image_tokens.shape[-1],
                             features.creative_stats.shape[-1], d=d, n_products=n_products, n_categories=int(categories.max()))
     model.set_feature_scales(features.title_tokens, features.title_mask, features.image_tokens)
+    model.to(device)
     # Start the click head at the base rate: Adam moves a bias ~lr per step, far too slowly to
     # travel from logit 0 to a CTR of a few percent.
     base = float(np.clip(cells["k"].sum() / max(cells["n"].sum(), 1.0), 1e-4, 1 - 1e-4))
@@ -140,19 +153,19 @@ def _train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features,
     # Standardise the frozen creative statistics once (their scales differ by orders of magnitude).
     stats = features.creative_stats
     mu, sd = stats.mean(0), stats.std(0) + 1e-6
-    feats = {
+    feats = {k: v.to(device) for k, v in {
         "title_tokens": torch.from_numpy(features.title_tokens), "title_mask": torch.from_numpy(features.title_mask),
         "image_tokens": torch.from_numpy(features.image_tokens),
         "creative_stats": torch.from_numpy(((stats - mu) / sd).astype(np.float32)),
         "category": torch.from_numpy(categories.astype(np.int64)),
-    }
-    tuples_t = torch.from_numpy(tuples.astype(np.int64))
+    }.items()}
+    tuples_t = torch.from_numpy(tuples.astype(np.int64)).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
     batches_per_epoch = max(1, int(np.ceil(cells["n"].sum() / batch_size)))
     total = epochs * batches_per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate, total_steps=total + epochs, pct_start=0.1)
     step, loss_value = 0, float("nan")
-    n_t, k_t = torch.from_numpy(cells["n"]), torch.from_numpy(cells["k"])
+    n_t, k_t = torch.from_numpy(cells["n"]).to(device), torch.from_numpy(cells["k"]).to(device)
     model.train()
     for epoch in range(epochs):
         for chosen, cell_idx in _batches(cells, batch_size, rng):
@@ -160,7 +173,7 @@ def _train_model(tuples: np.ndarray, vocab_sizes: list[int], features: Features,
             local[chosen] = np.arange(len(chosen))
             logits = _pair_logits(model, tuples_t, feats, cells["pair_tuple"][chosen], cells["pair_product"][chosen],
                                   local[cells["pair"][cell_idx]], cells["creative"][cell_idx])
-            ci = torch.from_numpy(cell_idx)
+            ci = torch.from_numpy(cell_idx).to(device)
             n, k = n_t[ci], k_t[ci]
             loss = (k * F.softplus(-logits) + (n - k) * F.softplus(logits)).sum() / n.sum()
             optimiser.zero_grad(set_to_none=True)
@@ -190,15 +203,16 @@ def predict_logits(model: PreferenceModel, tuples: np.ndarray, features: Feature
     """Click logits of impressions (computed per unique cell)."""
     n_products, n_creatives = len(features.title_tokens), len(features.creative_stats)
     cells = _cells(imp, n_products, n_creatives)
-    feats = {
+    device = next(model.parameters()).device
+    feats = {k: v.to(device) for k, v in {
         "title_tokens": torch.from_numpy(features.title_tokens), "title_mask": torch.from_numpy(features.title_mask),
         "image_tokens": torch.from_numpy(features.image_tokens),
         "category": torch.from_numpy(features.categories().astype(np.int64)),
-    }
+    }.items()}
     with torch.no_grad():
-        creative_v = model.creative(torch.from_numpy(((features.creative_stats - mu) / sd).astype(np.float32)))
+        creative_v = model.creative(torch.from_numpy(((features.creative_stats - mu) / sd).astype(np.float32)).to(device))
         out = np.zeros(len(cells["n"]), dtype=np.float64)
-        tuples_t = torch.from_numpy(tuples.astype(np.int64))
+        tuples_t = torch.from_numpy(tuples.astype(np.int64)).to(device)
         n_pairs = len(cells["pair_tuple"])
         order = np.argsort(cells["pair"], kind="stable")
         bounds = np.searchsorted(cells["pair"][order], np.arange(0, n_pairs + batch_pairs, batch_pairs))
@@ -210,5 +224,5 @@ def predict_logits(model: PreferenceModel, tuples: np.ndarray, features: Feature
             pairs = np.arange(first, min(first + batch_pairs, n_pairs))
             logits = _pair_logits(model, tuples_t, feats, cells["pair_tuple"][pairs], cells["pair_product"][pairs],
                                   cells["pair"][cell_idx] - first, cells["creative"][cell_idx], creative_v)
-            out[cell_idx] = logits.numpy()
+            out[cell_idx] = logits.cpu().numpy()
     return out[cells["inverse"]]

@@ -42,7 +42,11 @@ COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
 def uses_gpu(request: JobRequest) -> bool:
-    return request.step.gpu and request.resources.gpus_per_node > 0
+    """GPUs only where the step's code uses them (the kind's `Step.gpu`, which may ask the spec)."""
+    if request.resources.gpus_per_node <= 0:
+        return False
+    spec = KINDS[request.kind].spec_model.model_validate(request.config["spec"])
+    return request.step.uses_gpu(spec)
 
 
 def node_count(request: JobRequest) -> int:

@@ -150,7 +150,10 @@ def artifact_env(settings: OperatorSettings, namespace: str) -> list[dict[str, A
     """The standard AWS variables the store (boto3) reads; credentials only by reference to a Secret
     (the namespace's tenant Secret where the settings name one, docs/operator.md "Tenancy")."""
     art = settings.artifacts_for(namespace)
-    env: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = [  # osmf_core.store's managed-transfer settings
+        {"name": "OSMF_S3_MULTIPART_THRESHOLD_MB", "value": f"{art.multipart_threshold_mb:g}"},
+        {"name": "OSMF_S3_MULTIPART_CHUNK_MB", "value": f"{art.multipart_chunk_mb:g}"},
+    ]
     if art.endpoint_url:
         env.append({"name": "AWS_ENDPOINT_URL", "value": art.endpoint_url})
     if art.region:

@@ -20,8 +20,14 @@ RAW_DATA_KIND = "Dataset"
 NON_RESULT_FIELDS = ("resources", "runPolicy", "shards", "serving")
 # The same inside a section: (section, field). GMLLMTraining's training.strategy (ddp | fsdp) shards the
 # same computation differently; switching it resumes the run's checkpoint instead of starting over.
-# keepCheckpoints only decides whether working files outlive the run.
-NON_RESULT_SUBFIELDS = (("training", "strategy"), ("training", "keepCheckpoints"), ("dpo", "keepCheckpoints"))
+# keepCheckpoints only decides whether working files outlive the run; gradient checkpointing recomputes
+# the same activations, data-loader workers build the same batches, and a collective timeout only
+# decides when a stuck run gives up.
+NON_RESULT_SUBFIELDS = (
+    ("training", "strategy"), ("training", "keepCheckpoints"), ("training", "gradientCheckpointing"),
+    ("training", "dataLoaderWorkers"), ("training", "collectiveTimeoutSeconds"),
+    ("dpo", "keepCheckpoints"), ("dpo", "gradientCheckpointing"), ("dpo", "collectiveTimeoutSeconds"),
+)
 
 
 def references(resource: Resource) -> list[Reference]:

@@ -1,10 +1,24 @@
-"""Checkpoints in the artifact store: trainable weights, optimizer and RNG state, whichever strategy
-(one process, DDP, FSDP) wrote or reads them."""
+"""Checkpoints in the artifact store, whichever strategy (one process, DDP, FSDP) wrote or reads them.
+
+Training state (trainable weights + AdamW state) is a `torch.distributed.checkpoint` (DCP)
+checkpoint: every rank writes its own shard files (`__<rank>_<n>.distcp`, rank 0 also `.metadata`)
+and uploads them itself through the store's managed transfer (multipart above the threshold); on
+resume each node downloads the slot once and every rank reads back only the pieces it holds, so no
+process ever holds the whole state in memory or sends it as one object (S3 caps a single PUT at
+5 GB; LLaVA-7B's weights + AdamW state are ~81 GB). DCP reshards on load: a checkpoint written by
+FSDP on 8 GPUs resumes under DDP, one process or another world size, and back. Small state (step
+RNG, loss history; Group-DPO's LoRA weights and rounds) is one `state.pt`, streamed the same way.
+"""
 
 from __future__ import annotations
 
-import io
+import hashlib
+import os
 import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,21 +26,25 @@ import torch
 
 from osmf_core.layout import CHECKPOINTS, GModel
 
-from .device import Device
-from .parallel import full_state_options, is_fsdp
+from .device import Device, barrier
 
 SLOTS = ("a", "b")  # two alternating slots: a crash while writing one leaves the other intact
+SHARDS = "shards"  # the DCP files of a slot: <slot>/shards/
 
 
 class Checkpointer:
-    """Checkpoints under `<run>/checkpoints/<slot>/` in the artifact store.
+    """Checkpoints under `<run>/checkpoints/<slot>/`: `shards/` (DCP training state), `state.pt`
+    (small state), then `done.json` ({"step": N}) last; the latest complete slot wins. A save
+    first removes the older slot (its `done.json` with it), so a kill at any moment leaves the
+    other one valid.
 
-    A slot is `state.pt` then `done.json` ({"step": N}); the latest complete slot wins. Writing first
-    invalidates the slot's `done.json`, so a kill at any moment leaves one valid checkpoint.
-    """
+    Every rank constructs it (the slot choice is computed alike everywhere); `save_training` and
+    `load_training` are collectives, `save` and `load` are rank 0's (or one process's)."""
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Any, device: Device | None = None):
         self.store = store.child(CHECKPOINTS)
+        self.device = device or Device(torch.device("cpu"), "fp32")
+        self._latest = self.latest()
 
     def _done_step(self, slot: str) -> int | None:
         if not self.store.exists(f"{slot}/{GModel.CHECKPOINT_DONE}"):
@@ -37,22 +55,123 @@ class Checkpointer:
         found = [(step, slot) for slot in SLOTS if (step := self._done_step(slot)) is not None]
         return (max(found)[1], max(found)[0]) if found else None
 
+    def _next_slot(self) -> str:
+        return SLOTS[0] if self._latest is None or self._latest[0] == SLOTS[1] else SLOTS[1]
+
+    # ---- small state (one file) ----------------------------------------------------------------
+
     def save(self, step: int, state: dict[str, Any]) -> None:
-        latest = self.latest()
-        slot = SLOTS[0] if latest is None or latest[0] == SLOTS[1] else SLOTS[1]
-        self.store.write_json(f"{slot}/{GModel.CHECKPOINT_DONE}", {"step": None})
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.store.write_bytes(f"{slot}/{GModel.CHECKPOINT_STATE}", buffer.getvalue())
-        self.store.write_json(f"{slot}/{GModel.CHECKPOINT_DONE}", {"step": step})
+        """One process's small checkpoint (`torch.save` into a local file, then a streamed upload)."""
+        slot = self._next_slot()
+        self.store.delete(slot)
+        self._write_state(slot, state)
+        self._finish(slot, step)
 
     def load(self) -> tuple[int, dict[str, Any]] | None:
-        latest = self.latest()
-        if latest is None:
+        if self._latest is None:
             return None
-        slot, step = latest
-        state = torch.load(io.BytesIO(self.store.read_bytes(f"{slot}/{GModel.CHECKPOINT_STATE}")), map_location="cpu", weights_only=False)
-        return step, state
+        slot, step = self._latest
+        return step, self._read_state(slot)
+
+    def _write_state(self, slot: str, state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory(prefix="osmf-checkpoint-") as folder:
+            path = Path(folder) / GModel.CHECKPOINT_STATE
+            torch.save(state, path)
+            self.store.upload(path, f"{slot}/{GModel.CHECKPOINT_STATE}")
+
+    def _read_state(self, slot: str) -> dict[str, Any]:
+        local = self.store.local_path(f"{slot}/{GModel.CHECKPOINT_STATE}")
+        if local is not None:
+            return torch.load(local, map_location="cpu", weights_only=False)
+        with tempfile.TemporaryDirectory(prefix="osmf-checkpoint-") as folder:
+            path = self.store.download(f"{slot}/{GModel.CHECKPOINT_STATE}", Path(folder) / GModel.CHECKPOINT_STATE)
+            return torch.load(path, map_location="cpu", weights_only=False)
+
+    def _finish(self, slot: str, step: int) -> None:
+        self.store.write_json(f"{slot}/{GModel.CHECKPOINT_DONE}", {"step": step})
+        self._latest = (slot, step)
+
+    # ---- training state (DCP, one set of files per rank) ---------------------------------------
+
+    def save_training(self, step: int, module: Any, optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
+        """Trainable weights and optimizer state of `module` (DDP, FSDP or plain) as a DCP checkpoint,
+        plus rank 0's `extra`. A collective: every rank writes and uploads its own files."""
+        import torch.distributed.checkpoint as dcp
+
+        slot = self._next_slot()
+        if self.device.is_main:
+            self.store.delete(slot)  # the older slot, done.json first among its files
+        barrier(self.device)
+        state = _training_state_dict(module, optimizer)
+        target = self.store.local_path(f"{slot}/{SHARDS}")
+        if target is not None:  # a local run directory: every rank writes into it directly
+            dcp.save(state, storage_writer=dcp.FileSystemWriter(str(target)))
+        else:
+            with tempfile.TemporaryDirectory(prefix="osmf-checkpoint-") as folder:
+                dcp.save(state, storage_writer=dcp.FileSystemWriter(folder))
+                self.store.upload(Path(folder), f"{slot}/{SHARDS}")  # this rank's files, multipart when large
+        if self.device.is_main:
+            self._write_state(slot, extra)
+        barrier(self.device)  # every rank's files are stored before the slot is declared complete
+        if self.device.is_main:
+            self._finish(slot, step)
+        else:
+            self._latest = (slot, step)
+
+    def load_training(self, module: Any, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """Restore the latest slot into `module` and `optimizer` (each rank the pieces it holds) and
+        return its `extra`. A collective. Call it after the optimizer exists."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        if self._latest is None:
+            raise FileNotFoundError(f"{self.store.uri}: no complete checkpoint")
+        slot, _ = self._latest
+        state = _training_state_dict(module, optimizer)
+        local = self.store.local_path(f"{slot}/{SHARDS}")
+        if local is not None:
+            dcp.load(state, storage_reader=dcp.FileSystemReader(str(local)))
+        else:
+            folder = self._node_copy(slot)
+            dcp.load(state, storage_reader=dcp.FileSystemReader(str(folder)))
+            barrier(self.device)  # every rank of the node has read it
+            if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.with_name(folder.name + ".complete").unlink(missing_ok=True)
+        # strict=False: the state holds the trainable weights only (dcp.load already failed on any of
+        # them missing from the checkpoint); frozen ones keep what the model was loaded with.
+        set_model_state_dict(module, state["model"], options=_model_options(strict=False))
+        set_optimizer_state_dict(module, optimizer, state["optim"])
+        return self._read_state(slot)
+
+    def _node_copy(self, slot: str) -> Path:
+        """The slot's DCP files on this node's disk, downloaded once for all its ranks (the model
+        cache's lock: one rank downloads, the others wait)."""
+        from osmf_jobs.model_dirs import cached_dir
+
+        store = self.store.child(f"{slot}/{SHARDS}")
+        key = hashlib.sha256(f"{store.uri}\n{store.fingerprint()}".encode()).hexdigest()[:24]
+
+        def download(dest: Path) -> None:
+            print(f"osmf: downloading checkpoint {store.uri}", file=sys.stderr, flush=True)
+            store.download("", dest)
+
+        return cached_dir(f"checkpoints/{key}", download)
+
+
+def _model_options(strict: bool = True) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(ignore_frozen_params=True, strict=strict)
+
+
+def _training_state_dict(module: Any, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """{"model": trainable weights by name, "optim": optimizer state by parameter name}: DTensor
+    shards under FSDP, plain tensors otherwise (DDP's `module.` prefix dropped), so any strategy
+    reads what any other wrote."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    return {"model": get_model_state_dict(module, options=_model_options()), "optim": get_optimizer_state_dict(module, optimizer)}
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -79,74 +198,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(trainable weights on CPU by name, optimizer state) for a checkpoint.
-
-    Under FSDP this is a collective (every rank calls it; only rank 0's result is filled): the full
-    state through `torch.distributed.checkpoint.state_dict`, the optimizer's keyed by parameter
-    name. Otherwise `trainable_state` and `optimizer.state_dict()` of the unwrapped model.
-    """
-    if not is_fsdp(model):
-        return trainable_state(model), optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
-
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-    weights = get_model_state_dict(model, options=options)
-    state = get_optimizer_state_dict(model, optimizer, options=full_state_options())
-    return {k: v for k, v in weights.items() if k in trainable}, state
-
-
-def share_checkpoint(found: tuple[int, dict[str, Any]] | None, device: Device) -> tuple[int, dict[str, Any]] | None:
-    """FSDP resume where only rank 0 read the checkpoint: every rank gets its step, RNG state and
-    history; the weights come by `broadcast_trainable`, the optimizer state by `load_optimizer_state`
-    (other ranks get empty dicts for both). A collective."""
-    meta: list[Any] = [None]
-    if device.is_main and found is not None:
-        step, state = found
-        meta = [(step, {k: v for k, v in state.items() if k not in ("model", "optimizer")})]
-    torch.distributed.broadcast_object_list(meta, src=0)
-    if meta[0] is None:
-        return None
-    if device.is_main:
-        return found
-    step, rest = meta[0]
-    return step, rest | {"model": {}, "optimizer": {}}
-
-
-def _optimizer_names(module: Any, params: list[torch.nn.Parameter]) -> list[str] | None:
-    if module is None:
-        return None
-    inner = getattr(module, "module", module)  # DDP's wrapped module
-    names = {id(p): name for name, p in inner.named_parameters()}
-    return [names[id(p)] for p in params] if all(id(p) in names for p in params) else None
-
-
-def load_optimizer_state(module: Any, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], state: dict[str, Any]) -> None:
-    """Restore a checkpoint's optimizer state, whichever strategy wrote it: DDP and one process write
-    `optimizer.state_dict()` (parameters by position), FSDP writes it by parameter name; a run that
-    switched strategy converts (the position order is the order of `params`). Under FSDP a collective
-    in which only rank 0's `state` is read (`set_optimizer_state_dict` broadcasts it)."""
-    by_name = any(isinstance(p, str) for group in state.get("param_groups", ()) for p in group["params"])
-    names = _optimizer_names(module, params)
-    if is_fsdp(module):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-        if state and not by_name:
-            if names is None:
-                raise ValueError("cannot map the checkpoint's optimizer state to parameter names")
-            state = {"state": {names[i]: v for i, v in state["state"].items()},
-                     "param_groups": [g | {"params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
-        # Rank 0 holds the full state (the others may pass {}); each rank keeps its shard.
-        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-        set_optimizer_state_dict(module, optimizer, optim_state_dict=state if torch.distributed.get_rank() == 0 else {}, options=options)
-        return
-    if by_name:
-        if names is None:
-            raise ValueError("cannot map the checkpoint's optimizer state (by parameter name) to this optimizer's parameters")
-        index = {name: i for i, name in enumerate(names)}
-        state = {"state": {index[k]: v for k, v in state["state"].items()},
-                 "param_groups": [g | {"params": [index[n] for n in g["params"]]} for g in state["param_groups"]]}
-    optimizer.load_state_dict(state)

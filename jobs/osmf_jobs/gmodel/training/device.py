@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import random
 from dataclasses import dataclass
@@ -30,10 +31,16 @@ class Device:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
 
-def setup_device(dist: Any, precision: str) -> Device:
-    """Join torchrun's process group when there is one; pick this rank's device.
+TORCHRUN_ENV = "TORCHELASTIC_RUN_ID"  # set by torchrun for its workers, even a single one
 
-    CPU runs in fp32 whatever the spec says (bf16 autocast on CPU is slow and not what GPUs do).
+
+def setup_device(dist: Any, precision: str, timeout_seconds: float | None = None) -> Device:
+    """Join torchrun's process group when there is one (a single torchrun worker joins a group of
+    one, so FSDP runs on one GPU as on many); pick this rank's device.
+
+    `timeout_seconds` bounds every collective (NCCL's default is 10 minutes, less than gathering and
+    uploading a 7B model takes). CPU runs in fp32 whatever the spec says (bf16 autocast on CPU is
+    slow and not what GPUs do).
     """
     if torch.cuda.is_available():
         device = torch.device("cuda", dist.local_rank)
@@ -42,9 +49,23 @@ def setup_device(dist: Any, precision: str) -> Device:
             precision = "fp16"
     else:
         device, precision = torch.device("cpu"), "fp32"
-    if dist.world_size > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    under_torchrun = dist.world_size > 1 or os.environ.get(TORCHRUN_ENV) is not None
+    if under_torchrun and not torch.distributed.is_initialized():
+        kwargs: dict[str, Any] = {"backend": "nccl" if device.type == "cuda" else "gloo"}
+        if timeout_seconds:
+            kwargs["timeout"] = datetime.timedelta(seconds=timeout_seconds)
+        if device.type == "cuda":
+            kwargs["device_id"] = device  # NCCL binds its communicator to this GPU at once
+        torch.distributed.init_process_group(**kwargs)
     return Device(device, precision, dist.rank, dist.world_size)
+
+
+def leave_process_group(device: Device) -> None:
+    """End this rank's part in collectives (after the last one: the final model gathered to rank 0).
+    Rank 0 then evaluates and uploads alone while the other ranks exit, instead of holding them in a
+    barrier that a long evaluation or upload would time out."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def seed_everything(seed: int, device: Device | None = None) -> None:
@@ -59,7 +80,7 @@ def seed_everything(seed: int, device: Device | None = None) -> None:
 
 
 def barrier(device: Device) -> None:
-    if device.world_size > 1:
+    if device.world_size > 1 and torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 
@@ -74,6 +95,7 @@ def all_mean(value: float, device: Device) -> float:
 def quiet_transformers() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # data-loader workers fork after tokenizing
     from transformers.utils import logging
 
     logging.disable_progress_bar()

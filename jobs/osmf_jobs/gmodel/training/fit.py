@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_optimizer_state
+from .data import step_batches
 from .device import Device, all_mean
 from .parallel import gradient_sync
-from .schedule import lr_factor, micro_batches, step_indices
+from .schedule import lr_factor
 
 
 @dataclass
@@ -41,31 +41,36 @@ def fit(
     device: Device,
     ddp_model: Any = None,
     start_step: int = 0,
-    optimizer_state: dict[str, Any] | None = None,
+    restore: Any = None,
     on_step: Any = None,
     checkpoint: Any = None,
+    collate: Any = None,
+    workers: int = 0,
 ) -> int:
     """AdamW over `params` for `settings.total_steps` optimiser steps, starting at `start_step`.
 
-    `loss_fn(indices) -> (loss, stats)` computes the mean loss of this rank's micro-batch;
+    `loss_fn(micro_batch) -> (loss, stats)` computes the mean loss of this rank's micro-batch: the
+    examples' indices, or with `collate` what `collate(indices)` built (in `workers` DataLoader
+    processes, moved to the device from pinned memory). `restore(optimizer)` runs once the
+    optimizer exists (a resumed run loads weights and optimizer state there);
     `on_step(step, total, loss, lr, stats)` reports; `checkpoint(step, optimizer)` is called every
     `checkpoint_every_steps` (not after the last step: the caller writes the final model).
     `ddp_model`: what `wrap_model` returned (DDP, an FSDP-sharded module, or the plain model); it
-    decides how gradient accumulation skips synchronisation and how `optimizer_state` is loaded.
-    Under FSDP `params` must be collected after wrapping (they are DTensors then).
+    decides how gradient accumulation skips synchronisation. Under FSDP `params` must be collected
+    after wrapping (they are DTensors then).
     """
     per_step = settings.batch_size * device.world_size * settings.gradient_accumulation_steps
     total = settings.total_steps(n_examples, device.world_size)
     warmup = int(round(settings.warmup_ratio * total))
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
-    if optimizer_state is not None:
-        load_optimizer_state(ddp_model, optimizer, params, optimizer_state)
+    if restore is not None:
+        restore(optimizer)
     scaler = torch.amp.GradScaler(device.device.type) if device.precision == "fp16" else None
-    for step in range(start_step, total):
+    batches = step_batches(n_examples, per_step, settings.batch_size, settings.seed, device, start_step, total, collate, workers)
+    for step, chunks in zip(range(start_step, total), batches):
         lr = settings.learning_rate * lr_factor(step, total, warmup, settings.scheduler)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        chunks = list(micro_batches(step_indices(n_examples, step, per_step, settings.seed), device, settings.batch_size))
         loss_sum, stats = 0.0, {}
         for k, chunk in enumerate(chunks):
             with gradient_sync(ddp_model, k == len(chunks) - 1):

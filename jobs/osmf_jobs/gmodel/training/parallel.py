@@ -18,17 +18,20 @@ STRATEGIES = ("ddp", "fsdp")
 _UNSHARDED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
 
 
-def freeze_unreached(model: torch.nn.Module, probe_loss: Any) -> list[str]:
+def freeze_unreached(model: torch.nn.Module, probe_loss: Any, probe: torch.nn.Module | None = None) -> list[str]:
     """Freeze trainable parameters the loss never reaches (e.g. a CLIP tower's post-layernorm, which
-    LLaVA skips): DDP fails on parameters without gradients. `probe_loss()` must give the same
-    structure on every rank; returns the frozen names."""
-    model.zero_grad(set_to_none=True)
-    probe_loss().backward()
-    frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    LLaVA skips): DDP fails on parameters without gradients. `probe_loss(module)` runs one loss
+    through `module`; it runs on `probe` when given (a width-reduced copy with the same parameter
+    names, `gmodel.loading.probe_model`: a 7B model is never run unsharded for this), else on the
+    model itself. It must give the same structure on every rank; returns the frozen names."""
+    probe = model if probe is None else probe
+    probe.zero_grad(set_to_none=True)
+    probe_loss(probe).backward()
+    frozen = [name for name, p in probe.named_parameters() if p.requires_grad and p.grad is None]
     for name, p in model.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
-    model.zero_grad(set_to_none=True)
+    probe.zero_grad(set_to_none=True)
     return frozen
 
 
@@ -82,9 +85,7 @@ def wrap_model(model: torch.nn.Module, device: Device, strategy: str = "ddp") ->
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown training strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    if device.world_size == 1:
-        return model
-    if strategy == "ddp":
+    if strategy == "ddp" or not torch.distributed.is_initialized():  # FSDP needs a process group (torchrun, even of one)
         return wrap_ddp(model, device)
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -107,18 +108,15 @@ def wrap_model(model: torch.nn.Module, device: Device, strategy: str = "ddp") ->
 
 @contextlib.contextmanager
 def gradient_sync(module: Any, sync: bool) -> Iterator[None]:
-    """Gradient accumulation: skip the gradient all-reduce (DDP `no_sync`) or reduce-scatter (FSDP
-    `set_requires_gradient_sync`) on all but the last micro-batch of an optimiser step."""
+    """Gradient accumulation: skip DDP's gradient all-reduce (`no_sync`) on all but the last
+    micro-batch of an optimiser step. FSDP reduce-scatters every micro-batch instead: skipping it
+    (`set_requires_gradient_sync(False)`) would keep every parameter's gradient unsharded in fp32
+    between micro-batches, 4 B per parameter (27 GB at 7B) on each GPU, for one reduce-scatter
+    per micro-batch saved."""
     from torch.nn.parallel import DistributedDataParallel
 
-    if module is None:
+    if module is None or is_fsdp(module):
         yield
-    elif is_fsdp(module):
-        module.set_requires_gradient_sync(sync)
-        try:
-            yield
-        finally:
-            module.set_requires_gradient_sync(True)
     elif not sync and isinstance(module, DistributedDataParallel):
         with module.no_sync():
             yield
@@ -130,14 +128,6 @@ def full_state_options() -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     return StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-def broadcast_trainable(model: torch.nn.Module, device: Device) -> None:
-    """Copy rank 0's trainable parameters to every rank (before wrapping). A collective."""
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                torch.distributed.broadcast(param.data, src=0)
 
 
 def unsharded_model(module: Any, device: Device) -> Any:
