@@ -95,7 +95,7 @@ def build_artifacts(root: Path, products: int, seed: int = 0) -> tuple[str, str]
         images = [{"group_id": g, "size": 100, "prompt": "", "image": Campaign.group_image(pid, g, 0),
                    "image_uri": f"s3://bench/campaign/{Campaign.group_image(pid, g, 0)}"} for g in range(k)]
         entries.append({"product_id": pid, "groups": images,
-                        "onesize": {"image": Campaign.onesize_image(pid), "image_uri": f"s3://bench/campaign/{Campaign.onesize_image(pid)}"}})
+                        "onesize": {"image": Campaign.audience_image(pid, 0), "image_uri": f"s3://bench/campaign/{Campaign.audience_image(pid, 0)}"}})
     pd.DataFrame(groups).to_parquet(grouping / Grouping.GROUPS)
     (campaign / Campaign.CAMPAIGN_JSON).write_text(json.dumps({"name": "bench", "grouping": {"uri": grouping.as_uri()}, "products": entries}))
     return campaign.as_uri(), grouping.as_uri()

@@ -320,8 +320,13 @@ def bench_dpo(config: Any, pairs: int, args: argparse.Namespace, device: Any, pr
     from osmf_jobs.gmodel.batching import answer_logprobs
     from osmf_jobs.gmodel.loading import enable_gradient_checkpointing
     from osmf_jobs.gmodel.model import GroupMLLM
-    from osmf_jobs.groupdpo.loss import dpo_loss
     from osmf_jobs.groupdpo.main import lora_target_pattern
+
+    def dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta):
+        # The sigmoid DPO loss trl's DPOTrainer computes: the step's cost is the forward/backward,
+        # not this line, so both rows share it.
+        margin = (chosen - ref_chosen) - (rejected - ref_rejected)
+        return -torch.nn.functional.logsigmoid(beta * margin).mean(), margin
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

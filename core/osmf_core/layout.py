@@ -138,7 +138,8 @@ class Campaign:
     REPORT_HTML = "report.html"
     SHARD_RECORDS = "records.json"  # shards/<i>/records.json: the products shard i finished
     IMAGES = "images"
-    ONESIZE = "onesize"
+    AUDIENCE = "audience"
+    LOGGED = "logged"
 
     @staticmethod
     def path_component(product_id: str) -> str:
@@ -150,8 +151,14 @@ class Campaign:
         return f"{cls.IMAGES}/{cls.path_component(product_id)}/{int(group_id)}/{int(n)}.png"
 
     @classmethod
-    def onesize_image(cls, product_id: str) -> str:
-        return f"{cls.IMAGES}/{cls.path_component(product_id)}/{cls.ONESIZE}.png"
+    def audience_image(cls, product_id: str, n: int) -> str:
+        """A candidate written for the whole audience (a one-size candidate)."""
+        return f"{cls.IMAGES}/{cls.path_component(product_id)}/{cls.AUDIENCE}/{int(n)}.png"
+
+    @classmethod
+    def logged_image(cls, product_id: str, image_id: str) -> str:
+        """A copy of a logged creative the campaign serves (a group's or the one-size pick)."""
+        return f"{cls.IMAGES}/{cls.path_component(product_id)}/{cls.LOGGED}/{cls.path_component(image_id)}.png"
 
 
 # ---- the local runtime and the synthetic worlds ------------------------------------------------

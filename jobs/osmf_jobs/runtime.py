@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -242,6 +243,9 @@ def run_job(main: Callable[[JobContext], None], config_model: type[JobConfig], a
     """Entry point of every job: parse --config, load it with the job's `config_model`, run
     main(ctx), exit with the contract's code."""
     args = argument_parser().parse_args(argv)
+    # Libraries' deprecation notices are not the job's output: on failure the job's one line must be
+    # the whole of stderr (it becomes the pod's termination message and the resource's condition).
+    warnings.simplefilter("ignore", FutureWarning)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     ctx: JobContext | None = None

@@ -235,3 +235,4 @@ def read_image(store: ArtifactStore, uri: str, what: str):
     except (UnidentifiedImageError, OSError, ValueError):
         raise InvalidInput(f"{what}: image {uri!r} is not a readable image; replace the file") from None
     return image
+

@@ -92,18 +92,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if code != 0:
             return fail(f"synthetic world generation failed (exit {code})", code)
     code, run = run_local(demo_resources(world.as_uri()), str(root), console)
-    grouping, campaign = output_uri(run, Kind.AUDIENCE_GROUPING), output_uri(run, Kind.AD_IMAGE_CAMPAIGN)
+    grouping, dataset, campaign = (output_uri(run, kind) for kind in (Kind.AUDIENCE_GROUPING, Kind.GAIP_DATASET, Kind.AD_IMAGE_CAMPAIGN))
+    reward = next((r.status.artifacts.output.uri for r in run.resources if r.kind == Kind.GMLLM_TRAINING
+                   and r.spec.task == "reward" and r.status.artifacts.output is not None), None)
     evaluation = root / ArtifactRoot.EVALUATION_DIR  # measured against the world's truth, which no stage reads
-    evaluation.mkdir(parents=True, exist_ok=True)
-    has_truth = (world / World.TRUTH).exists()
-    if has_truth and grouping:
-        out = evaluation / ArtifactRoot.GROUPING_EVALUATION
-        console.print(f"[bold]Grouping against the world's truth[/] ({out})")
-        code = code or run_job_tool("osmf_jobs.synth.evaluate", [str(world), grouping, "--out", str(out)])
-    if has_truth and campaign:
-        out = evaluation / ArtifactRoot.CAMPAIGN_LIFT
-        console.print(f"[bold]Expected CTR lift of the campaign (true click model)[/] ({out})")
-        code = code or run_job_tool("osmf_jobs.campaign.lift", ["--world", str(world), "--campaign", campaign, "--out", str(out)])
+    if (world / World.TRUTH).exists() and grouping:
+        console.print(f"[bold]The runs against the world's truth[/] ({evaluation})")
+        runs = ["--grouping", grouping, *(["--dataset", dataset, "--campaign", campaign] if dataset and campaign else []),
+                *(["--reward", reward] if reward and campaign else [])]
+        code = code or run_job_tool("osmf_jobs.synth.evaluate", ["--world", str(world), *runs, "--out", str(evaluation)])
+    if campaign:
         console.print(f"Campaign report: {join(campaign, Campaign.REPORT_HTML)}")
     return code
 

@@ -1,8 +1,9 @@
 """A tiny world for the campaign, report and serving tests, laid out as the upstream stages write it.
 
-`build_campaign_world(root)` writes a data root (users, products with RGBA cut-outs), a grouping run
-(groups.parquet, assignments.parquet, a random PAAG preference model exported in paag's layout under
-model/, manifest), and
+`build_campaign_world(root)` writes a data root (users, products with RGBA cut-outs, LOGGED logged
+creatives per product in the images table), a grouping run (groups.parquet, assignments.parquet, a
+random PAAG preference model over builtin:image-stats exported in paag's layout under model/,
+manifest), and
 random tiny G-MLLM runs made with gmodel's builders: a pretrain run, a reward run (GRM) and a
 GroupDPORun run (a LoRA adapter over the pretrain run). The models are untrained: the campaign tests
 check plumbing, choice rules and pixels, not taste.
@@ -26,6 +27,8 @@ AGE_BANDS = ("18-24", "25-34", "35-54")
 REGIONS = ("north", "south")
 TITLES = ("red mug", "blue lamp", "green sneaker", "black watch")
 CUTOUT = 40
+LOGGED = 2  # logged creatives per product
+LOGGED_STYLES = ("warm", "cool")  # their palettes (vocabulary backgrounds at 64 px)
 GROUP_DIM, N_VECTORS, N_TOKENS = 16, 10, 4  # GROUP_DIM: the preference embedding width
 
 
@@ -71,14 +74,32 @@ def write_data(data: Path, rng: np.random.Generator, n_products: int, users_per_
         users.append({"user_id": f"u{u:03d}", "age_band": AGE_BANDS[u % 3], "region": REGIONS[(u // 3) % 2],
                       "secret": "never-read"})
     pd.DataFrame(rows).to_parquet(data / "products.parquet")
+    write_logged(data, [r["product_id"] for r in rows])
     frame = pd.DataFrame(users)
     frame.to_parquet(data / "users.parquet")
     return [r["product_id"] for r in rows], frame
 
 
-def write_preference_model(grouping: Path, products: list[str], seed: int) -> "Assigner":
-    """A random PAAG preference model exported as the grouping job exports it (model/config.json +
-    model/weights.npz, paag's layout); returns a numpy Assigner over it (groups not yet attached)."""
+def write_logged(data: Path, products: list[str]) -> None:
+    """The images table: LOGGED creatives per product, its cut-out on vocabulary backgrounds (64 px)."""
+    from osmf_jobs import style
+
+    (data / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for pid in products:
+        cut = np.asarray(Image.open(data / "products" / f"{pid}.png"))
+        for j, palette in enumerate(LOGGED_STYLES[:LOGGED]):
+            background = style.paint_background(style.Style(palette, "striped", "bright", "calm"), 64, seed=j)
+            Image.fromarray(style.compose(cut, background)[0]).save(data / "images" / f"{pid}-c{j}.png")
+            rows.append({"image_id": f"{pid}-c{j}", "product_id": pid, "image_uri": f"images/{pid}-c{j}.png"})
+    pd.DataFrame(rows).to_parquet(data / "images.parquet")
+
+
+def write_preference_model(grouping: Path, products: list[str], seed: int, dim: int = GROUP_DIM,
+                           vocab: dict[str, list] | None = None) -> "Assigner":
+    """A random PAAG preference model over builtin:image-stats, exported as the grouping job exports it
+    (model/config.json + model/weights.npz, paag's layout); returns a numpy Assigner over it (groups
+    not yet attached)."""
     import torch
 
     from osmf_core.layout import Grouping
@@ -86,17 +107,21 @@ def write_preference_model(grouping: Path, products: list[str], seed: int) -> "A
     from osmf_jobs.paag.model import PreferenceModel, export_arrays
 
     rng = np.random.default_rng(seed)
-    vocab = {"age_band": list(AGE_BANDS), "region": list(REGIONS)}
+    vocab = vocab or {"age_band": list(AGE_BANDS), "region": list(REGIONS)}
+    from osmf_jobs.paag.encoders import BUILTIN_IMAGE_STATS, image_statistics
+
+    stats_dim = len(image_statistics(np.zeros((64, 64, 3), np.uint8))[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = PreferenceModel([len(v) for v in vocab.values()], text_dim=8, image_token_dim=8, creative_dim=4, d=GROUP_DIM,
+        model = PreferenceModel([len(v) for v in vocab.values()], text_dim=8, image_token_dim=8, creative_dim=stats_dim, d=dim,
                                 n_products=len(products))
     arrays = export_arrays(
         model, rng.normal(size=(len(products), 3, 8)).astype(np.float32), np.ones((len(products), 3), bool),
-        rng.normal(size=(len(products), 4, 8)).astype(np.float32), np.zeros((0, 4), np.float32),
-        np.zeros(4, np.float32), np.ones(4, np.float32), np.zeros(len(products), np.int64),
+        rng.normal(size=(len(products), 4, 8)).astype(np.float32), np.zeros((0, stats_dim), np.float32),
+        np.zeros(stats_dim, np.float32), np.full(stats_dim, 0.1, np.float32), np.zeros(len(products), np.int64),
     )
-    config = {"attributes": list(ATTRIBUTES), "vocab": vocab, "products": products, "creatives": [], "embedding_dim": GROUP_DIM}
+    config = {"attributes": list(vocab), "vocab": vocab, "products": products, "creatives": [], "embedding_dim": dim,
+              "image_encoder": BUILTIN_IMAGE_STATS}
     (grouping / Grouping.MODEL_CONFIG).parent.mkdir(parents=True, exist_ok=True)
     (grouping / Grouping.MODEL_CONFIG).write_text(json.dumps(config))
     np.savez(grouping / Grouping.MODEL_WEIGHTS, **arrays)
@@ -141,7 +166,9 @@ def write_models(pretrain: Path, reward: Path, dpo: Path, gaip_uri: str, groupin
         inputs = [{"name": "dataset", "kind": "GAIPDataset", "uri": gaip_uri}, {"name": "grouping", "kind": "AudienceGrouping", "uri": grouping_uri}]
         if head:
             inputs.append({"name": "init", "kind": "GMLLMTraining", "uri": pretrain.as_uri()})
-        manifest(path, "GMLLMTraining", inputs, {"eval_loss": 1.5 if head else 2.5, **({"pairwise_accuracy": 0.6} if head else {})})
+        metrics = {"eval_loss": 1.5 if head else 2.5, **(REWARD_ACCURACIES if head else {})}
+        manifest(path, "GMLLMTraining", inputs, metrics)
+        (path / "metrics.json").write_text(json.dumps(metrics))
     mllm, _ = build_tiny_llava(sorted(vocabulary), seed=0, max_length=128)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(2)
@@ -170,6 +197,9 @@ def build_campaign_world(root: Path, n_products: int = 3, groups_per_product: tu
         write_models(pretrain, reward, dpo, gaip.as_uri(), grouping.as_uri())
     return CampaignWorld(root, data, grouping, pretrain, reward, dpo, tuple(products))
 
+
+# What the reward run measured on its held-out pairs: `selection.scorer: auto` takes the preference model.
+REWARD_ACCURACIES = {"pairwise_accuracy": 0.6, "preference_model_pairwise_accuracy": 0.7}
 
 SPEC = {
     "groupingRef": {"name": "grouping"}, "generatorRef": {"kind": "GroupDPORun", "name": "dpo"},

@@ -119,8 +119,11 @@ def build_world(root: Path, n_products: int = 12, n_eval: int = 4, seed: int = 0
     pd.DataFrame(users).drop_duplicates("user_id").to_parquet(data / "users.parquet")
     pd.DataFrame(groups).to_parquet(grouping / "groups.parquet")
     pd.DataFrame(assignments).to_parquet(grouping / "assignments.parquet")
-    (grouping / "model").mkdir(exist_ok=True)
-    (grouping / "model" / "config.json").write_text(json.dumps({"user_attributes": ["age_band"]}))
+    # The grouping's preference model (random, over builtin:image-stats): the campaign's and Group-DPO's
+    # preference-model scorer and the GRM's group × image term read it.
+    from tests.jobs.test_campaign_world import write_preference_model
+
+    write_preference_model(grouping, [p["product_id"] for p in products], seed, dim=128, vocab={"age_band": list(AGE_BANDS)})
     pd.DataFrame(samples).to_parquet(gaip / "samples.parquet")
     if with_pairs:
         pd.DataFrame(pairs).to_parquet(gaip / "pairs.parquet")

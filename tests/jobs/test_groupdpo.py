@@ -1,5 +1,6 @@
-"""GroupDPORun job end to end on tiny configs: rounds run, the adapter loads, a kill resumes after the
-last finished round, and bad input exits 65."""
+"""GroupDPORun job end to end on tiny configs: rounds run through trl's DPOTrainer with every term
+conditioned on the group, the adapter loads, a kill resumes after the last finished round, and bad
+input exits 65."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import numpy as np
 import pytest
 
 from osmf_jobs.groupdpo.config import GroupDPORunConfig
-from osmf_jobs.groupdpo.loss import dpo_loss
 from osmf_jobs.groupdpo.main import main, ranked_pairs
 from osmf_jobs.runtime import build_context, load_config, run_job
 from tests.jobs.test_gmodel_world import TrainedRuns, job_config, one_thread, trained_runs  # noqa: F401
@@ -58,18 +58,56 @@ def dpo_run(runs: TrainedRuns, tmp_path_factory) -> Path:
     return run
 
 
-def test_dpo_loss_prefers_the_chosen_prompt() -> None:
+def test_trls_step_reads_the_group_and_the_jobs_reference_log_probs(runs: TrainedRuns, one_thread) -> None:
+    """trl's first step on pairs whose reference log-probs the job computed (adapter off, group tokens
+    in) starts at log 2 (the policy equals the reference); the loss falls as trl trains the pairs;
+    and the group tokens matter: the same pairs under another group's tokens score differently."""
     import torch
 
-    zero = torch.zeros(3)
-    up = torch.tensor([1.0, 2.0, 0.5])
-    loss, stats = dpo_loss(up, zero, zero, zero, beta=0.5)
-    flat, _ = dpo_loss(zero, zero, zero, zero, beta=0.5)
-    assert float(flat) == pytest.approx(np.log(2))
-    assert float(loss) < float(flat) and stats["implicit_accuracy"] == 1.0
-    # Only the change from the reference counts: the same log-probs under the reference give log 2.
-    same, _ = dpo_loss(up, zero, up, zero, beta=0.5)
-    assert float(same) == pytest.approx(np.log(2))
+    from osmf_jobs.gmodel.batching import answer_logprobs, assemble, encode_prompts
+    from osmf_jobs.gmodel.data import load_gaip
+    from osmf_jobs.gmodel.location import gmodel_dir
+    from osmf_jobs.gmodel.model import load_gmodel
+    from osmf_jobs.gmodel.text import instruction
+    from osmf_jobs.groupdpo.main import attach_lora
+    from osmf_jobs.groupdpo.trainer import dpo_config, train_round
+    from osmf_core.store import open_store
+    from osmf_core.api.kinds import DPOSpec, LoraSpec
+    from osmf_jobs.gmodel.training.device import setup_device
+    from osmf_jobs.runtime import DistributedEnv
+
+    model, processor, _ = load_gmodel(gmodel_dir(runs.pretrain), reward_head=False)
+    peft_model = attach_lora(model, LoraSpec(r=8, alpha=16, dropout=0.0), seed=0)
+    data = load_gaip(open_store(runs.world.gaip), open_store(runs.world.grouping), open_store(runs.world.data), need_pairs=False)
+    keys = data.group_keys(train=True)[:4]
+    tok = processor.tokenizer
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]  # noqa: E731
+    chosen, rejected = ids("warm palette , striped backdrop , bright lighting , energetic mood"), ids("cool palette , dotted backdrop , dim lighting , calm mood")
+
+    def batch(group_keys, answers, reps_of=None):
+        reps_of = reps_of or {k: data.representatives[k] for k in group_keys}
+        requests = [(reps_of[k], data.titles[k[0]], data.image(data.product_images[k[0]])) for k in group_keys]
+        prompt_ids, vision = encode_prompts(processor, [r[2] for r in requests], [instruction("prompt", title=r[1]) for r in requests])
+        return assemble(prompt_ids, [r[0] for r in requests], vision, tok.pad_token_id, model.n_tokens, answers)
+
+    def logprobs(group_keys, answers, reference=False, reps_of=None):
+        b = batch(group_keys, answers, reps_of)
+        with torch.no_grad(), (peft_model.disable_adapter() if reference else torch.enable_grad()):
+            return answer_logprobs(model(**b.model_inputs(), logits_to_keep=b.answer_len + 1), b)[0]
+
+    ref_c, ref_r = logprobs(keys, [chosen] * 4, True), logprobs(keys, [rejected] * 4, True)
+    shifted = {k: data.representatives[keys[(i + 1) % len(keys)]] for i, k in enumerate(keys)}  # another group's tokens
+    assert not torch.allclose(ref_c, logprobs(keys, [chosen] * 4, True, shifted))
+    rows = [{"pair": i, "chosen_ids": chosen, "rejected_ids": rejected, "ref_chosen_logps": float(c), "ref_rejected_logps": float(r)}
+            for i, (c, r) in enumerate(zip(ref_c, ref_r))]
+    spec = DPOSpec(epochs=3, learning_rate=5e-3, batch_size=2, precision="fp32")
+    device = setup_device(DistributedEnv(), "fp32")
+    log = train_round(model, tok, rows, lambda idx, answers: batch([keys[i] for i in idx], answers),
+                      dpo_config(spec, 0, str(runs.world.data.parent / "trl"), device), lambda *a: None)
+    assert log[0]["loss"] == pytest.approx(np.log(2), abs=1e-4)
+    assert log[-1]["loss"] < log[0]["loss"] and log[-1]["implicit_accuracy"] == 1.0
+    margin = logprobs(keys, [chosen] * 4) - logprobs(keys, [rejected] * 4)
+    assert float((margin - (ref_c - ref_r)).mean()) > 0  # the adapter moved toward the chosen prompt
 
 
 def test_ranked_pairs_pair_best_with_worst_inward_over_distinct_prompts() -> None:
@@ -103,7 +141,11 @@ def test_group_dpo_writes_an_adapter_that_loads_on_the_policy(dpo_run: Path, run
     assert ties >= 0 and metrics["win_rate_vs_initial"] == pytest.approx(
         (metrics["heldout_wins"] + ties / 2) / metrics["heldout_comparisons"], abs=1e-4)
     assert np.isfinite(metrics["kl_to_reference"])
-    assert metrics["reward_model_pairwise_accuracy"] == json.loads((runs.reward / "metrics.json").read_text())["pairwise_accuracy"]
+    reward_metrics = json.loads((runs.reward / "metrics.json").read_text())
+    # dpo.reward auto: the better measured of the GRM and the grouping's preference model judged the samples.
+    better = "rewardModel" if reward_metrics["pairwise_accuracy"] > reward_metrics["preference_model_pairwise_accuracy"] else "preferenceModel"
+    assert metrics["reward"] == better
+    assert metrics["reward_pairwise_accuracy"] == reward_metrics["pairwise_accuracy" if better == "rewardModel" else "preference_model_pairwise_accuracy"]
     # DPO fits its pairs: the implicit reward ranks the last round's pairs right most of the time.
     assert rounds[-1]["implicit_accuracy_last"] >= 0.75
     assert rounds[-1]["dpo_loss_last"] < np.log(2)

@@ -223,6 +223,39 @@ def test_cli_assign_and_score(tiny_grouping_artifact, tiny_world, tmp_path):
     assert main(["assign", "--artifact", str(tiny_grouping_artifact), "--product", "p0000", "--user", "[1]"]) == 65
 
 
+def test_cli_assigns_an_offline_audience_as_the_predictor_would(tiny_grouping_artifact, tiny_world, tmp_path):
+    """`osmf grouping assign --users FILE --out FILE`: every user of the file (logged or not) × every
+    product, each group the same as the one-user form and the serving Assigner give."""
+    from osmf_jobs.paag import Assigner
+    from osmf_jobs.paag.__main__ import main
+
+    users = pd.read_parquet(tiny_world / "users.parquet")
+    audience = pd.concat([users.head(30), pd.DataFrame([{**users.iloc[0].to_dict(), "user_id": "never-seen", "age": "18-24"}])])
+    audience.to_parquet(tmp_path / "audience.parquet")
+    assigner = Assigner.load(str(tiny_grouping_artifact))
+    products = sorted(assigner.products())[:3]
+    assert main(["assign", "--artifact", str(tiny_grouping_artifact), "--users", str(tmp_path / "audience.parquet"),
+                 "--products", *products, "--out", str(tmp_path / "groups.parquet")]) == 0
+    got = pd.read_parquet(tmp_path / "groups.parquet")
+    assert list(got.columns) == ["user_id", "product_id", "group_id"] and len(got) == len(audience) * len(products)
+    for row in got.sample(20, random_state=0).itertuples():
+        attrs = audience.set_index("user_id").loc[row.user_id].to_dict()
+        assert assigner.assign(row.product_id, attrs) == row.group_id
+    assert set(got["user_id"]) == set(audience["user_id"])  # never "unassigned"
+    # Every product of the grouping when --products is left out.
+    assert main(["assign", "--artifact", str(tiny_grouping_artifact), "--users", str(tmp_path / "audience.parquet"),
+                 "--out", str(tmp_path / "all.csv")]) == 0
+    assert pd.read_csv(tmp_path / "all.csv")["product_id"].nunique() == len(list(assigner.products()))
+    # Bad input: one line, exit 65, nothing written.
+    audience.drop(columns=["age"]).to_parquet(tmp_path / "no-age.parquet")
+    for argv in (["--users", str(tmp_path / "no-age.parquet"), "--out", str(tmp_path / "x.parquet")],
+                 ["--users", str(tmp_path / "audience.parquet"), "--products", "nope", "--out", str(tmp_path / "x.parquet")],
+                 ["--users", str(tmp_path / "audience.parquet")],
+                 ["--users", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "x.parquet")]):
+        assert main(["assign", "--artifact", str(tiny_grouping_artifact), *argv]) == 65
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_score_encodes_creatives_the_model_has_not_seen(tiny_grouping_artifact, tiny_world, tmp_path):
     """A new creative (not in the artifact) is encoded with the grouping's image encoder."""
     import shutil

@@ -42,8 +42,12 @@ def test_report_shows_groups_attributes_prompts_scores_and_the_pipeline(report):
     for product in campaign["products"]:
         for group in product["groups"]:
             assert f"group {group['group_id']}</b> · {group['size']} users" in page
-            assert f"“{group['prompt']}”" in page
-            assert f"GRM {group['score']:.4g}" in page
+            if group["source"] == "generated":
+                assert f"generated</span> <span class=prompt>“{group['prompt']}”" in page
+            else:
+                assert f"logged</span> creative {group['image_id']}" in page
+            assert f"{campaign['selection']['used']} {group['score']:.4g}" in page
+    assert f"scorer {campaign['selection']['used']} (requested auto;" in page
     # p01 has three groups, one per age band: each band defines its group; region never does
     section = page[page.index('id="p-p01"'):page.index('id="p-p02"')]
     for g, band in enumerate(AGE_BANDS):

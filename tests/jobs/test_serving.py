@@ -183,7 +183,7 @@ def test_image_base_url_rewrites_uris(run):
     doc = json.loads((run / "campaign.json").read_text())
     images = CampaignImages.from_manifest(doc, base_url="https://cdn.example.com/c1/")
     assert images.image("p00", 0) == (f"https://cdn.example.com/c1/{doc['products'][0]['groups'][0]['image']}", False)
-    assert images.image("p00", 7) == ("https://cdn.example.com/c1/images/p00/onesize.png", True)
+    assert images.image("p00", 7) == (f"https://cdn.example.com/c1/{doc['products'][0]['onesize']['image']}", True)
 
 
 # Installed in the trainer image but not by the `serve` extra: the predictor must never import them.

@@ -75,3 +75,62 @@ def test_cli_is_deterministic_by_seed(tmp_path, capsys):
     pd.testing.assert_frame_equal(a, b)
     assert (tmp_path / "a" / "images" / "p0000-c0.png").read_bytes() == (tmp_path / "b" / "images" / "p0000-c0.png").read_bytes()
     assert synth_main([str(tmp_path / "c"), "--users", "0"]) == 2
+
+
+@pytest.fixture(scope="module")
+def painted_world(tmp_path_factory):
+    from osmf_jobs.synth.world import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("painted") / "world"
+    generate(root, SynthConfig.tiny(seed=1, style_space="painted"))
+    return root
+
+
+def test_a_painted_world_keeps_the_contract_and_its_truth_reads_pixels(painted_world):
+    from osmf_jobs.synth.spaces import FEATURES, image_features
+
+    images = pd.read_parquet(painted_world / "images.parquet")
+    assert list(images.columns) == ["image_id", "product_id", "image_uri"]
+    truth = load_truth(str(painted_world))
+    assert truth.world["style_space"] == "painted" and set(truth.world["beta"]) == set(FEATURES)
+    recorded = pd.read_parquet(painted_world / "truth" / "images.parquet").set_index("image_id")
+    for image_id in recorded.index[:10]:
+        pixels = np.asarray(Image.open(painted_world / "images" / f"{image_id}.png").convert("RGB"))
+        # The truth is a function of the saved pixels: what the world recorded is what it reads back.
+        assert image_features(pixels) == pytest.approx({f: recorded.loc[image_id, f] for f in FEATURES})
+    logged = pd.read_parquet(painted_world / "truth" / "impressions.parquet")
+    for row in logged.sample(40, random_state=0).itertuples():
+        description = {f: recorded.loc[row.image_id, f] for f in FEATURES}
+        assert click_logit(truth, row.user_id, row.product_id, description) == pytest.approx(row.logit_explainable, abs=1e-6)
+
+
+def test_a_painted_worlds_backgrounds_are_only_approximated_by_the_vocabulary(painted_world):
+    """OSMF's probe names the nearest vocabulary words, which no longer describe the truth exactly:
+    two creatives with the same probed words can earn different true bonuses."""
+    from osmf_jobs.synth.spaces import FEATURES
+
+    truth = load_truth(str(painted_world))
+    recorded = pd.read_parquet(painted_world / "truth" / "images.parquet")
+    recorded["words"] = [S.caption(S.probe(np.asarray(Image.open(painted_world / "images" / f"{i}.png").convert("RGB"))))
+                         for i in recorded["image_id"]]
+    spreads = []
+    for (pid, words), frame in recorded.groupby(["product_id", "words"]):
+        if len(frame) > 1:
+            bonus = [truth.bonus(pid, 0, {f: r[f] for f in FEATURES}) for r in frame.to_dict("records")]
+            spreads.append(max(bonus) - min(bonus))
+    assert len(recorded["words"].unique()) > 1
+    assert any(spread > 0.05 for spread in spreads) or not spreads
+    # A segment's preferred point earns the most; the vocabulary renderer's best style still earns less.
+    pid = next(iter(truth.world["products"]))
+    ideal = truth.bonus(pid, 0, truth.preference(pid, 0))
+    assert ideal == pytest.approx(truth.ideal_bonus())
+    best_vocabulary = max(truth.bonus(pid, 0, truth.describe(S.paint_background(st, 64, seed=0))) for st in S.Style.all()[::7])
+    assert best_vocabulary < ideal
+
+
+def test_the_style_space_is_chosen_on_the_command_line(tmp_path, capsys):
+    assert synth_main([str(tmp_path / "p"), "--tiny", "--users", "60", "--products", "4", "--style-space", "painted"]) == 0
+    assert json.loads((tmp_path / "p" / "truth" / "world.json").read_text())["style_space"] == "painted"
+    with pytest.raises(SystemExit) as exit_:
+        synth_main([str(tmp_path / "q"), "--style-space", "photographs"])
+    assert exit_.value.code == 2 and "invalid choice: 'photographs'" in capsys.readouterr().err

@@ -37,8 +37,10 @@ def test_tiny_demo_runs_every_stage_and_writes_reports_and_truth_metrics(tmp_pat
     assert -1.0 <= grouping["median_ari"] <= 1.0 and grouping["products"] == 8
     assert {"ndcg_ours", "ndcg_one_size", "ndcg_attribute_only"} <= set(grouping)
     lift = json.loads((artifacts / "evaluation" / "campaign-lift.json").read_text())
-    assert lift["products"] == 8 and lift["oracle_lift"] > 0
-    assert set(lift["ctr"]) >= {"campaign", "onesize", "oracle"}
+    assert lift["heldout_products"] > 0 and lift["viewers"] == 400
+    assert set(lift["ctr"]) == {"campaign", "generated_only", "onesize", "retrieval", "logged_oracle", "style_oracle"}
+    assert lift["ctr"]["style_oracle"] >= lift["ctr"]["logged_oracle"] >= lift["ctr"]["onesize"]
+    assert {"ceiling_ties_allow", "reward_pairwise_accuracy", "preference_model_pairwise_accuracy"} <= set(lift["reward_pairs"])
 
 
 @pytest.mark.slow
@@ -63,10 +65,15 @@ def test_default_demo_meets_the_grouping_and_learning_targets(tmp_path: Path) ->
     dpo = metrics("groupdporun", "demo-dpo")
     assert pretrain["style_match"] > 1.2 * pretrain["style_match_chance"]
     assert pretrain["style_match"] > pretrain["style_match_other_group"]
-    assert reward["pairwise_accuracy"] > max(0.55, reward["pairwise_accuracy_group_blind"] + 0.03)
+    assert reward["pairwise_accuracy"] >= 0.75
     assert dpo["win_rate_vs_initial"] > 0.5 and dpo["heldout_wins"] > dpo["heldout_losses"]
-    assert dpo["grm_mean_score_final"] > dpo["grm_mean_score_initial"]
+    assert dpo["reward_mean_score_final"] > dpo["reward_mean_score_initial"]
 
+    # Issue 12 on the held-out products, against the truth (the effects across seeds and both world
+    # families, with Group-DPO's paired test and the oracle ablation: tests/local/test_generation.py).
     lift = json.loads((artifacts / "evaluation" / "campaign-lift.json").read_text())
-    assert lift["lift"] > 0.2 and lift["lift_vs_best_logged"] > 0
+    assert lift["vs_retrieval"]["campaign"]["lift_difference"] >= 0
+    assert lift["vs_retrieval"]["generated_only"]["lift_difference"] >= 0
+    assert lift["share_of_logged_oracle_lift"]["campaign"]["value"] >= 0.75
+    assert lift["collapse"]["share_with_different_prompts"] >= 0.8
     print(json.dumps({"grouping": grouping, "pretrain": pretrain, "reward": reward, "dpo": dpo, "lift": lift}, indent=1))

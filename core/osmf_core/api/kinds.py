@@ -250,6 +250,9 @@ class TrainingSpec(ApiModel):
 
 class RewardSpec(ApiModel):
     ctr_loss_weight: float = Field(default=0.5, ge=0, le=10, description="Weight of the CTR regression term beside the pairwise loss (CAIG 0.5).")
+    group_blind: bool = Field(default=False, description=(
+        "Train a group-blind GRM (an ablation: no group tokens, no group × image interaction), to measure what the group "
+        "adds. A group-aware GRM scores with an explicit group × image term on the grouping's preference-model image features."))
 
 
 class GMLLMTrainingSpec(KindSpec):
@@ -277,7 +280,15 @@ class GMLLMTrainingSpec(KindSpec):
 # ---- GroupDPORun -------------------------------------------------------------------------------
 
 
+Scorer = Literal["auto", "preferenceModel", "rewardModel"]
+SCORER_DESCRIPTION = (
+    "How much a group would click an image: preferenceModel (the AudienceGrouping's preference model: the group's "
+    "expected CTR for the image's pixels), rewardModel (the GRM), or auto (the one with the higher held-out pairwise "
+    "accuracy, as the reward run measured both; the preference model without a reward run).")
+
+
 class DPOSpec(ApiModel):
+    reward: Scorer = Field(default="auto", description="The reward that ranks each group's samples. " + SCORER_DESCRIPTION)
     beta: float = Field(default=0.5, gt=0, le=10, description="DPO temperature β (CAIG 0.5).")
     learning_rate: float = Field(default=2e-5, gt=0, le=1, description="LoRA learning rate.")
     epochs: int = Field(default=3, ge=1, le=100, description="Epochs per round.")
@@ -362,6 +373,15 @@ class GenerationSpec(ApiModel):
     max_new_tokens: int = Field(default=48, ge=4, le=1024, description="Longest generated prompt.")
 
 
+class SelectionSpec(ApiModel):
+    """How each group's image is chosen among its candidates."""
+
+    scorer: Scorer = Field(default="auto", description="The scorer that picks each group's image. " + SCORER_DESCRIPTION)
+    include_logged: bool = Field(default=True, description=(
+        "The product's logged creatives compete with the generated images, so a group never gets an image the scorer "
+        "rates below its best existing creative; false keeps generated images only."))
+
+
 class AdImageCampaignSpec(KindSpec):
     """Generate one image per (product, audience group), pick the best, and serve them."""
 
@@ -372,16 +392,18 @@ class AdImageCampaignSpec(KindSpec):
     )
     inherits = (Inherit(Role.DATA, via=Role.GROUPING), Inherit(Role.POLICY, via=Role.GENERATOR))
     serving_section = "serving"
+    required_when = (RequiredWhen("reward_model_ref", When("selection.scorer", "rewardModel"), "a reward GMLLMTraining; or use preferenceModel"),)
 
     grouping_ref: ObjectRef = immutable_ref("The AudienceGrouping whose groups get images.")
     generator_ref: GeneratorRef = immutable_ref("The prompt generator: a GroupDPORun or a pretrain GMLLMTraining.")
-    reward_model_ref: ObjectRef | None = immutable_ref("The reward GMLLMTraining that picks the best candidate; without it the first candidate is kept.", optional=True)
+    reward_model_ref: ObjectRef | None = immutable_ref("The reward GMLLMTraining (GRM) that can score the candidates (see selection.scorer).", optional=True)
     products: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=100000,
         description="Product ids to cover; empty = every product of the grouping.",
     )
     images_per_group: int = Field(default=4, ge=1, le=64, description="Candidates rendered per (product, group); the best is kept.")
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Prompt sampling settings.")
+    selection: SelectionSpec = Field(default_factory=SelectionSpec, description="Which scorer picks each group's image among generated and logged candidates.")
     rendering: RenderingSpec = Field(description="PCIG rendering settings (backend and, for diffusers, model URIs).")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="KServe serving settings.")
     shards: int = Field(default=1, ge=1, le=1024, description="Pods that render products in parallel (Indexed Job).")

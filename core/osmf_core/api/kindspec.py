@@ -26,13 +26,27 @@ from .common import ApiModel, cel
 
 @dataclass(frozen=True)
 class When:
-    """A condition on the spec: `spec.<field> == equals`."""
+    """A condition on the spec: `spec.<field> == equals` (`field` may be dotted: `selection.scorer`)."""
 
-    field: str  # snake_case attribute
+    field: str  # snake_case attribute path
     equals: str
 
     def holds(self, spec: ApiModel) -> bool:
-        return getattr(spec, self.field) == self.equals
+        value: Any = spec
+        for part in self.field.split("."):
+            value = getattr(value, part)
+        return value == self.equals
+
+    @property
+    def path(self) -> str:
+        return ".".join(to_camel(part) for part in self.field.split("."))
+
+    def cel_false(self) -> str:
+        """CEL that holds when the condition does not. A nested field may be absent (the API server also
+        checks rules against `{}` defaults), so each level is guarded."""
+        parts = self.path.split(".")
+        guards = [f"!has(self.{'.'.join(parts[: i + 1])})" for i in range(len(parts))] if len(parts) > 1 else []
+        return " || ".join([*guards, f"self.{self.path} != '{self.equals}'"])
 
 
 @dataclass(frozen=True)
@@ -46,11 +60,11 @@ class RequiredWhen:
     @property
     def message(self) -> str:
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{to_camel(self.when.field)} {self.when.equals} needs {to_camel(self.field)}{hint}"
+        return f"{self.when.path} {self.when.equals} needs {to_camel(self.field)}{hint}"
 
     def cel(self) -> dict[str, str]:
         alias = to_camel(self.field)
-        return cel(f"self.{to_camel(self.when.field)} != '{self.when.equals}' || has(self.{alias})", self.message, f".{alias}")
+        return cel(f"{self.when.cel_false()} || has(self.{alias})", self.message, f".{alias}")
 
     def check(self, spec: ApiModel) -> None:
         if self.when.holds(spec) and getattr(spec, self.field) is None:

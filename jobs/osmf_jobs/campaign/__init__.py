@@ -19,6 +19,6 @@ Outputs in the run directory (DESIGN §5):
 - `manifest.json` — metrics `products`, `groups`, `images`, `candidates` and, with a GRM,
   `mean_grm_score`, `onesize_mean_grm_score`, `mean_score_gain`, `win_rate_vs_onesize`.
 
-How candidates and the one-size image are chosen: see `generate`. Expected CTR lift on synthetic
-worlds: `python -m osmf_jobs.campaign.lift` (see `lift`).
+How candidates and the one-size image are chosen: see `generate`. Expected CTR on synthetic worlds,
+against their truth: `python -m osmf_jobs.synth.evaluate` (see `osmf_jobs.synth.lift`).
 """

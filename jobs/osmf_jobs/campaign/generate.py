@@ -1,18 +1,19 @@
-"""The `generate` step: prompts, candidates, GRM choice and the one-size image for one shard's products.
+"""The `generate` step: prompts, candidates, the scorer's choice and the one-size image for one shard's products.
 
 Per product, one batched call to the generator writes `imagesPerGroup` prompts for each group
 (conditioned on the group's representatives) and as many for the whole audience (conditioned on the
 size-weighted mean of the groups' representatives). Every prompt is rendered around the cut-out.
 
-Choice with a GRM: a group keeps its own candidate with the highest GRM score for that group. The
-one-size image is, among the audience's candidates and the groups' kept images, the one with the
-highest size-weighted mean GRM score over all the product's groups: the best single image for the
-whole audience by the GRM's judgement, i.e. the strongest one-size baseline the campaign could have
-served instead. (Scoring only those against every group, rather than every candidate, costs
-G·n + (n + G)·G − G GRM calls instead of (G + 1)·n·G; on the demo's 5 groups × 3 candidates, 50 not 90.)
+Candidates of a group: its own generated images and, with `selection.includeLogged` (the default),
+the product's logged creatives — the images the campaign must never do worse than. One scorer
+(`selection.scorer`, see `osmf_jobs.scoring`) rates every candidate for the group; the group keeps
+the best (a tie keeps the logged creative, the proven one). The group's best generated image is
+recorded beside it, so a generated-only campaign can be reported too.
 
-Choice without a GRM: a group keeps its first candidate; the one-size image is the first audience
-candidate.
+The one-size image is, among the audience's candidates, the groups' picks and the logged creatives,
+the one with the highest size-weighted mean score over the product's groups: the best single image
+by the scorer's judgement. Each (candidate, group) is scored at most once: a group's own candidates
+and every logged creative for every group first, then the one-size pool for the groups it lacks.
 
 Seeds come from (rendering.seed, product id, …), so results do not depend on the number of shards
 (which the input hash leaves out).
@@ -26,34 +27,38 @@ from typing import Any
 
 import numpy as np
 
-from osmf_jobs.runtime import InvalidInput, JobContext
-from osmf_jobs.seeds import stable_seed
 from osmf_core.api import Role
 from osmf_core.layout import Campaign, join
+from osmf_jobs.runtime import InvalidInput, JobContext
+from osmf_jobs.seeds import stable_seed
 
 from .inputs import (
     CatalogEntry,
     Group,
+    LoggedCreative,
     absolute_uri,
     generator_stores,
-    grouping_label,
     label,
     load_catalog,
     load_cutout,
     load_groups,
+    load_logged,
     resolve_products,
 )
 
-GRM_BATCH = 64  # images per GRM forward pass
+GENERATED, LOGGED = "generated", "logged"
 
 
 @dataclass
 class Candidate:
-    prompt: str
     image: Any  # PIL image
-    owner: int | None  # the group id it was written for; None = the whole audience
-    n: int
-    scores: list[float] | None = None  # the GRM's score for each of the product's groups, in group order
+    source: str  # generated | logged
+    owner: int | None = None  # generated: the group id it was written for; None = the whole audience
+    n: int = 0  # generated: its index among its owner's prompts
+    prompt: str | None = None
+    image_id: str | None = None  # logged: the creative's image_id
+    image_uri: str | None = None  # logged: where the data root keeps it
+    scores: dict[int, float] = field(default_factory=dict)  # group id → score
 
 
 @dataclass
@@ -62,53 +67,39 @@ class ProductResult:
     groups: list[Group]
     candidates: list[Candidate]
     chosen: dict[int, int] = field(default_factory=dict)  # group id → index into candidates
-    onesize: int = 0  # index into candidates
+    best_generated: dict[int, int] = field(default_factory=dict)
+    best_logged: dict[int, int] = field(default_factory=dict)
+    onesize: int = 0
 
 
 def audience_representatives(groups: list[Group]) -> np.ndarray:
     """The whole audience as one 'group': the size-weighted mean of the groups' representatives."""
+    return np.tensordot(size_weights(groups), np.stack([g.representatives.astype(np.float64) for g in groups]), axes=1).astype(np.float32)
+
+
+def size_weights(groups: list[Group]) -> np.ndarray:
     weights = np.asarray([max(g.size, 0) for g in groups], dtype=np.float64)
-    if weights.sum() <= 0:
-        weights = np.ones(len(groups))
-    stacked = np.stack([g.representatives.astype(np.float64) for g in groups])
-    return np.tensordot(weights / weights.sum(), stacked, axes=1).astype(np.float32)
+    return weights / weights.sum() if weights.sum() > 0 else np.full(len(groups), 1.0 / len(groups))
 
 
-def choose(result: ProductResult, with_scores: bool) -> None:
-    """Fill result.chosen and result.onesize (see the module docstring).
-
-    With scores, each group candidate needs its own group's score; audience candidates and the
-    groups' picks need every group's (`Candidate.scores` is then complete, else None elsewhere).
-    """
-    cands = result.candidates
-    group_ids = [g.group_id for g in result.groups]
-    column = {gid: k for k, gid in enumerate(group_ids)}
-    if not with_scores:
-        for gid in group_ids:
-            result.chosen[gid] = next(i for i, c in enumerate(cands) if c.owner == gid)
-        result.onesize = next(i for i, c in enumerate(cands) if c.owner is None)
-        return
-    for gid in group_ids:
-        own = [i for i, c in enumerate(cands) if c.owner == gid]
-        result.chosen[gid] = max(own, key=lambda i: (cands[i].scores[column[gid]], -i))
-    weights = np.asarray([max(g.size, 0) for g in result.groups], dtype=np.float64)
-    weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(group_ids), 1.0 / len(group_ids))
-    pool = sorted({i for i, c in enumerate(cands) if c.owner is None} | set(result.chosen.values()))
-    result.onesize = max(pool, key=lambda i: (float(np.dot(cands[i].scores, weights)), -i))
+def best(indices: list[int], candidates: list[Candidate], group_id: int) -> int:
+    """The highest-scoring candidate for the group; among equal scores a logged one, then the first."""
+    return max(indices, key=lambda i: (candidates[i].scores[group_id], candidates[i].source == LOGGED, -i))
 
 
 class CampaignGenerator:
-    """The loaded generator (+ adapter), optional GRM and renderer; `run(product)` makes one product."""
+    """The loaded generator (+ adapter), scorer and renderer; `run(product)` makes one product."""
 
-    def __init__(self, spec: Any, policy: Any, grm: Any, renderer: Any):
-        self.spec, self.policy, self.grm, self.renderer = spec, policy, grm, renderer
+    def __init__(self, spec: Any, policy: Any, scorer: Any, selection: dict[str, Any], renderer: Any):
+        self.spec, self.policy, self.scorer, self.selection, self.renderer = spec, policy, scorer, selection, renderer
 
     @classmethod
     def load(cls, ctx: JobContext) -> "CampaignGenerator":
-        from osmf_jobs.gmodel import GroupPolicy, RewardModel
+        from osmf_jobs.gmodel import GroupPolicy
         from osmf_jobs.gmodel.location import adapter_dir, gmodel_dir
         from osmf_jobs.gmodel.model import read_gmodel_info
         from osmf_jobs.render import make_renderer
+        from osmf_jobs.scoring import make_scorer
 
         spec = ctx.spec
         ref = spec.generator_ref
@@ -127,19 +118,14 @@ class CampaignGenerator:
             # Many small forward passes: intra-op threads mostly spin-wait. On a busy 2-core machine
             # two threads made GRM scoring ~10x slower in wall and CPU time; use shards for the cores.
             torch.set_num_threads(1)
-        grm = None
-        if ctx.has_input(Role.REWARD):
-            store = ctx.input_store(Role.REWARD)
-            grm_dir = gmodel_dir(store, f"reward model {label(ctx, Role.REWARD)}", "it must be a reward GMLLMTraining run")
-            try:
-                grm = RewardModel.load(grm_dir)
-            except ValueError as error:
-                raise InvalidInput(f"reward model {label(ctx, Role.REWARD)}: {error}") from None
-        elif spec.reward_model_ref is not None:
+        if spec.reward_model_ref is not None and not ctx.has_input(Role.REWARD):
             raise InvalidInput(f"spec.rewardModelRef names {spec.reward_model_ref.name} but the job config has no 'reward' input; re-apply the campaign")
-        return cls(spec, policy, grm, make_renderer(spec.rendering))
+        reward = ctx.input_store(Role.REWARD) if ctx.has_input(Role.REWARD) else None
+        scorer, selection = make_scorer(spec.selection.scorer, ctx.input_store(Role.GROUPING), reward,
+                                        "spec.selection.scorer", device=policy.device)
+        return cls(spec, policy, scorer, selection, make_renderer(spec.rendering))
 
-    def run(self, entry: CatalogEntry, cutout: Any, groups: list[Group]) -> ProductResult:
+    def run(self, entry: CatalogEntry, cutout: Any, groups: list[Group], logged: list[LoggedCreative]) -> ProductResult:
         from osmf_jobs.gmodel import PromptRequest
 
         spec = self.spec
@@ -155,31 +141,38 @@ class CampaignGenerator:
         flat = [(owner, i, text) for owner, rows in zip(owners, prompts) for i, text in enumerate(rows)]
         seeds = [stable_seed("render", spec.rendering.seed, entry.product_id, "all" if o is None else o, i) for o, i, _ in flat]
         images = self.renderer.render_batch(cutout, [t for _, _, t in flat], seeds)
-        candidates = [Candidate(text, image, owner, i) for (owner, i, text), image in zip(flat, images)]
+        candidates = [Candidate(image, GENERATED, owner, i, text) for (owner, i, text), image in zip(flat, images)]
+        if spec.selection.include_logged:
+            candidates += [Candidate(c.image, LOGGED, image_id=c.image_id, image_uri=c.image_uri) for c in logged]
         result = ProductResult(entry, groups, candidates)
-        if self.grm is not None:
-            self.score(result)
-        choose(result, with_scores=self.grm is not None)
+        self.choose(result)
         return result
 
-    def score(self, result: ProductResult) -> None:
-        """GRM scores: own group for group candidates, then every group for the one-size pool."""
-        groups, cands = result.groups, result.candidates
-        column = {g.group_id: k for k, g in enumerate(groups)}
-        scores: dict[tuple[int, int], float] = {}
+    def score(self, result: ProductResult, pairs: list[tuple[int, int]]) -> None:
+        """Score (candidate index, group id) pairs the candidates lack, in one call."""
+        by_id = {g.group_id: g for g in result.groups}
+        todo = [(i, g) for i, g in dict.fromkeys(pairs) if g not in result.candidates[i].scores]
+        values = self.scorer.score_batch([by_id[g].representatives for _, g in todo], [result.entry.title] * len(todo),
+                                         [result.candidates[i].image for i, _ in todo])
+        for (i, g), value in zip(todo, values):
+            result.candidates[i].scores[g] = float(value)
 
-        def run(pairs: list[tuple[int, int]]) -> None:
-            values = self.grm.score_batch([groups[k].representatives for _, k in pairs], [result.entry.title] * len(pairs),
-                                          [cands[i].image for i, _ in pairs], batch_size=GRM_BATCH)
-            scores.update({pair: float(v) for pair, v in zip(pairs, values)})
-
-        run([(i, column[c.owner]) for i, c in enumerate(cands) if c.owner is not None])
-        picks = {gid: max((i for i, c in enumerate(cands) if c.owner == gid), key=lambda i: (scores[(i, column[gid])], -i))
-                 for gid in column}
-        pool = sorted({i for i, c in enumerate(cands) if c.owner is None} | set(picks.values()))
-        run([(i, k) for i in pool for k in range(len(groups)) if (i, k) not in scores])
-        for i, cand in enumerate(cands):
-            cand.scores = [scores.get((i, k), float("nan")) for k in range(len(groups))]
+    def choose(self, result: ProductResult) -> None:
+        """Fill the picks: per group the best of its own and the logged candidates, and the one-size image."""
+        cands = result.candidates
+        group_ids = [g.group_id for g in result.groups]
+        logged = [i for i, c in enumerate(cands) if c.source == LOGGED]
+        own = {gid: [i for i, c in enumerate(cands) if c.source == GENERATED and c.owner == gid] for gid in group_ids}
+        self.score(result, [(i, gid) for gid in group_ids for i in own[gid] + logged])
+        for gid in group_ids:
+            result.best_generated[gid] = best(own[gid], cands, gid)
+            if logged:
+                result.best_logged[gid] = best(logged, cands, gid)
+            result.chosen[gid] = best(own[gid] + logged, cands, gid)
+        pool = sorted({i for i, c in enumerate(cands) if c.source == GENERATED and c.owner is None} | set(result.chosen.values()) | set(logged))
+        self.score(result, [(i, gid) for i in pool for gid in group_ids])
+        weights = size_weights(result.groups)
+        result.onesize = max(pool, key=lambda i: (float(np.dot([cands[i].scores[g] for g in group_ids], weights)), -i))
 
 
 def png_bytes(image: Any) -> bytes:
@@ -188,46 +181,67 @@ def png_bytes(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def write_product(ctx: JobContext, result: ProductResult, data_uri_of: Any) -> dict[str, Any]:
-    """Write every candidate and the one-size image; return the product's campaign.json record."""
-    store = ctx.store
-    pid = result.entry.product_id
-    index_of = {g.group_id: k for k, g in enumerate(result.groups)}
-    groups = []
-    for group in result.groups:
-        own = [(i, c) for i, c in enumerate(result.candidates) if c.owner == group.group_id]
-        records = []
-        for i, cand in own:
-            rel = Campaign.group_image(pid, group.group_id, cand.n)
-            store.write_bytes(rel, png_bytes(cand.image))
-            records.append({"n": cand.n, "prompt": cand.prompt, "image": rel,
-                            "score": None if cand.scores is None else cand.scores[index_of[group.group_id]]})
-        best = result.candidates[result.chosen[group.group_id]]
+class ProductWriter:
+    """Writes one product's images into the run (each image once) and returns its campaign.json record."""
+
+    def __init__(self, ctx: JobContext, result: ProductResult):
+        self.store, self.result = ctx.store, result
+        self.written: dict[int, str] = {}  # candidate index → run-relative path
+
+    def path(self, index: int) -> str:
+        if index not in self.written:
+            cand, pid = self.result.candidates[index], self.result.entry.product_id
+            if cand.source == LOGGED:
+                rel = Campaign.logged_image(pid, cand.image_id)
+            elif cand.owner is None:
+                rel = Campaign.audience_image(pid, cand.n)
+            else:
+                rel = Campaign.group_image(pid, cand.owner, cand.n)
+            self.store.write_bytes(rel, png_bytes(cand.image))
+            self.written[index] = rel
+        return self.written[index]
+
+    def image(self, index: int, group_id: int | None) -> dict[str, Any]:
+        """The record of one image: where it is, where it came from, its score for the group."""
+        cand = self.result.candidates[index]
+        rel = self.path(index)
+        record: dict[str, Any] = {"source": cand.source, "image": rel, "image_uri": join(self.store.uri, rel)}
+        if cand.source == GENERATED:
+            record |= {"prompt": cand.prompt, "n": cand.n}
+        else:
+            record |= {"prompt": None, "image_id": cand.image_id, "logged_uri": cand.image_uri}
+        if group_id is not None:
+            record["score"] = cand.scores.get(group_id)
+        return record
+
+    def record(self, data_uri_of: Any) -> dict[str, Any]:
+        result = self.result
+        pid = result.entry.product_id
         onesize = result.candidates[result.onesize]
-        column = index_of[group.group_id]
-        rel = Campaign.group_image(pid, group.group_id, best.n)
-        groups.append({
-            "group_id": group.group_id, "size": group.size, "prompt": best.prompt, "n": best.n,
-            "image": rel, "image_uri": join(store.uri, rel),
-            "score": None if best.scores is None else best.scores[column],
-            "onesize_score": None if onesize.scores is None else onesize.scores[column],
-            "candidates": records,
-        })
-    onesize = result.candidates[result.onesize]
-    rel = Campaign.onesize_image(pid)
-    store.write_bytes(rel, png_bytes(onesize.image))
-    weights = np.asarray([max(g.size, 0) for g in result.groups], dtype=np.float64)
-    weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1.0 / len(weights))
-    return {
-        "product_id": pid, "title": result.entry.title,
-        "cutout_uri": data_uri_of(result.entry.image_uri),
-        "groups": groups,
-        "onesize": {
-            "prompt": onesize.prompt, "image": rel, "image_uri": join(store.uri, rel),
-            "source": "audience" if onesize.owner is None else f"group {onesize.owner}",
-            "score": None if onesize.scores is None else float(np.dot(onesize.scores, weights)),
-        },
-    }
+        groups = []
+        for group in result.groups:
+            gid = group.group_id
+            own = [i for i, c in enumerate(result.candidates) if c.source == GENERATED and c.owner == gid]
+            groups.append({
+                "group_id": gid, "size": group.size,
+                **self.image(result.chosen[gid], gid),
+                "onesize_score": onesize.scores.get(gid),
+                "generated": self.image(result.best_generated[gid], gid),
+                "logged": self.image(result.best_logged[gid], gid) if gid in result.best_logged else None,
+                "candidates": [self.image(i, gid) for i in own],
+            })
+        weights = size_weights(result.groups)
+        return {
+            "product_id": pid, "title": result.entry.title,
+            "cutout_uri": data_uri_of(result.entry.image_uri),
+            "groups": groups,
+            "onesize": {
+                **self.image(result.onesize, None),
+                "owner": "audience" if onesize.source == GENERATED and onesize.owner is None else (
+                    f"group {onesize.owner}" if onesize.source == GENERATED else LOGGED),
+                "score": float(np.dot([onesize.scores[g.group_id] for g in result.groups], weights)),
+            },
+        }
 
 
 def generate(ctx: JobContext) -> None:
@@ -236,18 +250,22 @@ def generate(ctx: JobContext) -> None:
     grouping = ctx.input_store(Role.GROUPING)
     data = ctx.input_store(Role.DATA)
     groups = load_groups(grouping)
-    products = resolve_products(list(spec.products), groups, grouping_label(ctx))
+    products = resolve_products(list(spec.products), groups, label(ctx, Role.GROUPING))
     mine = ctx.my_products(products)
     catalog = load_catalog(data, mine)
     cutouts = {pid: load_cutout(data, catalog[pid]) for pid in mine}  # every image checked before any model loads
+    logged = load_logged(data, mine) if spec.selection.include_logged else {pid: [] for pid in mine}
     ctx.progress(0, len(mine), force=True)
     generator = CampaignGenerator.load(ctx) if mine else None
     records, scores = [], []
     for done, pid in enumerate(mine, start=1):
-        result = generator.run(catalog[pid], cutouts[pid], groups[pid])
-        record = write_product(ctx, result, lambda uri: absolute_uri(data, uri))
+        result = generator.run(catalog[pid], cutouts[pid], groups[pid], logged[pid])
+        record = ProductWriter(ctx, result).record(lambda uri: absolute_uri(data, uri))
         records.append(record)
-        scores += [g["score"] for g in record["groups"] if g["score"] is not None]
-        ctx.progress(done, len(mine), metrics={"products": done, **({"mean_grm_score": float(np.mean(scores))} if scores else {})})
-    ctx.shard_store.write_json(Campaign.SHARD_RECORDS, {"shard": ctx.shard_index, "shards": ctx.shard_count, "products": records})
+        scores += [g["score"] for g in record["groups"]]
+        ctx.progress(done, len(mine), metrics={"products": done, "mean_score": float(np.mean(scores))})
+    ctx.shard_store.write_json(Campaign.SHARD_RECORDS, {
+        "shard": ctx.shard_index, "shards": ctx.shard_count, "products": records,
+        "selection": generator.selection if generator else None,
+    })
     ctx.progress(len(mine), len(mine), force=True)

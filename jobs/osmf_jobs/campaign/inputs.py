@@ -7,6 +7,7 @@ reference and says what to do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,24 @@ def load_catalog(data: ArtifactStore, products: list[str]) -> dict[str, CatalogE
     return {p: rows[p] for p in products}
 
 
+@dataclass(frozen=True)
+class LoggedCreative:
+    image_id: str
+    image_uri: str  # absolute
+    image: Any  # PIL image
+
+
+def load_logged(data: ArtifactStore, products: list[str]) -> dict[str, list[LoggedCreative]]:
+    """Each product's logged creatives (the images table of the data root), read and checked."""
+    frame = tables.read_table(data, Dataset.IMAGES, Dataset.SCHEMAS[Dataset.IMAGES])
+    frame = frame[frame["product_id"].isin(set(products))].sort_values("image_id")
+    out: dict[str, list[LoggedCreative]] = {pid: [] for pid in products}
+    for image_id, pid, uri in zip(frame["image_id"], frame["product_id"], frame["image_uri"]):
+        image = tables.read_image(data, uri, f"table 'images': image {image_id!r}").convert("RGB")
+        out[pid].append(LoggedCreative(image_id, absolute_uri(data, uri), image))
+    return out
+
+
 def absolute_uri(data: ArtifactStore, uri: str) -> str:
     store, rel = tables.resolve_uri(data, uri)
     return join(store.uri, rel)
@@ -128,5 +147,3 @@ def label(ctx: JobContext, role: str) -> str:
     return f"{kind}/{art.name} ({art.uri})" if art.name else f"{kind} {art.uri}"
 
 
-def grouping_label(ctx: JobContext) -> str:
-    return label(ctx, Role.GROUPING) if ctx.has_input(Role.GROUPING) else f"AudienceGrouping/{ctx.spec.grouping_ref.name}"

@@ -11,12 +11,14 @@ from osmf_core.layout import Campaign, join, shard_file
 from osmf_jobs.runtime import InvalidInput, JobContext
 
 from .generate import generate
-from .inputs import grouping_label, load_groups, resolve_products
+from .inputs import label, load_groups, resolve_products
 from .report import REPORT_MAX_PRODUCTS, build_report, defining_attributes, image_reader, pipeline_stages
 
 
-def read_shard_records(ctx: JobContext) -> list[dict[str, Any]]:
+def read_shard_records(ctx: JobContext) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every shard's products (sorted) and how their images were selected (the same for every shard)."""
     records: list[dict[str, Any]] = []
+    selection = None
     for index in range(ctx.shard_count):
         rel = shard_file(index, Campaign.SHARD_RECORDS)
         if not ctx.store.exists(rel):
@@ -25,22 +27,29 @@ def read_shard_records(ctx: JobContext) -> list[dict[str, Any]]:
         if doc.get("shards") != ctx.shard_count or doc.get("shard") != index:
             raise InvalidInput(f"{join(ctx.store.uri, rel)} is from a run with {doc.get('shards')} shards, not {ctx.shard_count}; re-run the generate step")
         records += doc["products"]
-    return sorted(records, key=lambda r: r["product_id"])
+        selection = selection or doc.get("selection")
+    return sorted(records, key=lambda r: r["product_id"]), selection
 
 
 def campaign_metrics(products: list[dict[str, Any]], images_per_group: int) -> dict[str, float]:
+    """Counts, where each group's image came from, and the scorer's view of the picks."""
     groups = [g for p in products for g in p["groups"]]
     metrics: dict[str, float] = {
         "products": len(products),
         "groups": len(groups),
-        "images": len(groups) + len(products),
+        "images": len(groups) + len(products),  # served: one per group and the one-size
         "candidates": len(groups) * images_per_group,
+        "groups_generated": sum(g["source"] == "generated" for g in groups),
+        "groups_logged": sum(g["source"] == "logged" for g in groups),
     }
-    scored = [g for g in groups if g.get("score") is not None and g.get("onesize_score") is not None]
-    if scored:
-        gains = np.asarray([g["score"] - g["onesize_score"] for g in scored])
-        metrics["mean_grm_score"] = float(np.mean([g["score"] for g in scored]))
-        metrics["onesize_mean_grm_score"] = float(np.mean([p["onesize"]["score"] for p in products]))
+    if groups:
+        gains = np.asarray([g["score"] - g["onesize_score"] for g in groups])
+        metrics["mean_score"] = float(np.mean([g["score"] for g in groups]))
+        metrics["mean_generated_score"] = float(np.mean([g["generated"]["score"] for g in groups]))
+        logged = [g["logged"]["score"] for g in groups if g.get("logged")]
+        if logged:
+            metrics["mean_best_logged_score"] = float(np.mean(logged))
+        metrics["onesize_mean_score"] = float(np.mean([p["onesize"]["score"] for p in products]))
         metrics["mean_score_gain"] = float(gains.mean())
         metrics["win_rate_vs_onesize"] = float(np.mean(gains > 0))
     return metrics
@@ -50,8 +59,8 @@ def merge(ctx: JobContext) -> None:
     spec = ctx.spec
     grouping = ctx.input_store(Role.GROUPING)
     data = ctx.input_store(Role.DATA)
-    expected = resolve_products(list(spec.products), load_groups(grouping), grouping_label(ctx))
-    products = read_shard_records(ctx)
+    expected = resolve_products(list(spec.products), load_groups(grouping), label(ctx, Role.GROUPING))
+    products, selection = read_shard_records(ctx)
     got = [p["product_id"] for p in products]
     if got != expected:
         missing = sorted(set(expected) - set(got)) or sorted(set(got) - set(expected))
@@ -66,6 +75,7 @@ def merge(ctx: JobContext) -> None:
         "generator": {"kind": spec.generator_ref.kind, "name": spec.generator_ref.name, "uri": inputs.get(Role.GENERATOR, {}).get("uri")},
         "reward": None if reward is None else {"name": spec.reward_model_ref.name if spec.reward_model_ref else reward.name, "uri": reward.uri},
         "imagesPerGroup": spec.images_per_group,
+        "selection": (selection or {}) | {"includeLogged": spec.selection.include_logged},
         "rendering": spec.rendering.wire(),
         "products": products,
     }

@@ -2,8 +2,9 @@
 
 Sections: the campaign's own metrics; the stage metrics of the whole pipeline (every manifest reachable
 from the campaign's inputs: grouping, GAIP dataset, G-MLLM, GRM, Group-DPO); then per product the
-cut-out and, per group, the kept image with the group's size, its defining attributes, the prompt and
-the GRM score, beside the one-size image.
+cut-out and, per group, the kept image with the group's size, its defining attributes, where the image
+came from (generated, with its prompt, or a logged creative), the scorer's score and the best
+generated image's score, beside the one-size image.
 
 Defining attributes: for each attribute the grouping was allowed to read, the values whose share in
 the group is at least REPORT_MIN_LIFT times their share among all the product's users (and at least
@@ -164,13 +165,17 @@ def build_report(campaign: dict[str, Any], metrics: dict[str, Any], stages: list
     """The whole page. `read_image(uri)` returns an image's bytes (run-relative paths or absolute URIs)."""
     title = f"OSMF campaign {campaign.get('namespace', '')}/{campaign.get('name', '')}"
     products = campaign["products"]
+    selection = campaign.get("selection") or {}
+    scorer = selection.get("used", "score")
     shown = products[: REPORT_MAX_PRODUCTS]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<div class=muted>generator {html.escape(campaign['generator']['kind'])}/{html.escape(str(campaign['generator']['name']))}"
-        f" · reward model {html.escape(str((campaign.get('reward') or {}).get('name') or 'none (first candidate kept)'))}"
+        f" · scorer {html.escape(scorer)} (requested {html.escape(str(selection.get('requested', '?')))};"
+        f" held-out pairwise accuracy {html.escape(_accuracies(selection.get('heldout_pairwise_accuracy') or {}))})"
+        f" · logged creatives {'compete' if selection.get('includeLogged', True) else 'excluded'}"
         f" · {campaign['imagesPerGroup']} candidate(s) per group · rendering {html.escape(campaign['rendering'].get('backend', '?'))}"
         f" {campaign['rendering'].get('size', '?')}px</div>",
         "<h2>Campaign</h2>", f"<div>{_metrics_list(metrics)}</div>",
@@ -194,17 +199,30 @@ def build_report(campaign: dict[str, Any], metrics: dict[str, Any], stages: list
                 for a, v, sg, sp in profiles.get((pid, int(group["group_id"])), [])
             ) or "<span class=muted>no distinctive attribute</span>"
             caption = (f"<b>group {group['group_id']}</b> · {group['size']} users<br>{tags}<br>"
-                       f"<span class=prompt>“{html.escape(group['prompt'])}”</span><br>"
-                       f"<span class=score>GRM {_fmt(group.get('score'))}</span>"
-                       + (f" <span class=muted>(one-size {_fmt(group.get('onesize_score'))})</span>" if group.get("onesize_score") is not None else ""))
+                       f"{_origin(group)}<br>"
+                       f"<span class=score>{html.escape(scorer)} {_fmt(group.get('score'))}</span>"
+                       + (f" <span class=muted>(one-size {_fmt(group.get('onesize_score'))}"
+                          + (f"; best generated {_fmt(group['generated'].get('score'))}" if group.get("source") == "logged" and group.get("generated") else "")
+                          + ")</span>" if group.get("onesize_score") is not None else ""))
             parts.append(_figure(read_image(group["image"]), f"group {group['group_id']}", caption, "group"))
         onesize = product["onesize"]
-        caption = (f"<b>one-size</b> · from {html.escape(onesize['source'])}<br><span class=prompt>“{html.escape(onesize['prompt'])}”</span><br>"
-                   f"<span class=score>GRM {_fmt(onesize.get('score'))}</span> <span class=muted>(audience-weighted)</span>")
+        caption = (f"<b>one-size</b> · from {html.escape(str(onesize.get('owner', onesize.get('source', '?'))))}<br>{_origin(onesize)}<br>"
+                   f"<span class=score>{html.escape(scorer)} {_fmt(onesize.get('score'))}</span> <span class=muted>(audience-weighted)</span>")
         parts.append(_figure(read_image(onesize["image"]), "one-size", caption, "onesize"))
         parts.append("</div></section>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _origin(record: dict[str, Any]) -> str:
+    """Where an image came from: a generated prompt, or a logged creative by id."""
+    if record.get("source") == "logged":
+        return f"<span class=tag>logged</span> creative {html.escape(str(record.get('image_id')))}"
+    return f"<span class=tag>generated</span> <span class=prompt>“{html.escape(str(record.get('prompt') or ''))}”</span>"
+
+
+def _accuracies(values: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value:.3f}" for name, value in sorted(values.items())) or "not measured"
 
 
 def _figure(raw: bytes, alt: str, caption: str, cls: str) -> str:

@@ -39,7 +39,8 @@ def prepare_model(model: GroupMLLM, training: Any, device: Device, weights: Path
     from osmf_jobs.gmodel.loading import enable_gradient_checkpointing, has_meta, materialize, probe_model, snapshot
 
     def build(mllm: Any) -> GroupMLLM:
-        return GroupMLLM(mllm, model.group_dim, model.n_vectors, model.n_tokens, reward_head=model.reward_head is not None)
+        return GroupMLLM(mllm, model.group_dim, model.n_vectors, model.n_tokens, reward_head=model.reward_head is not None,
+                         interaction_stats=model.interaction.c1.in_features if model.interaction is not None else 0)
 
     frozen = freeze_unreached(model, probe_loss, probe_model(model, build))
     if training.gradient_checkpointing:
@@ -73,7 +74,7 @@ class Resume:
         extra = self.checkpointer.load_training(self.module, optimizer)
         self.history = list(extra.get("history", []))
         set_rng_state(extra["rng"])
-        if self.device.is_main:
+        if self.device.is_node_main:  # every pod of a gang says it resumed
             print(f"osmf: resuming from checkpoint at step {self.step}", file=sys.stderr, flush=True)
 
     def save(self, step: int, optimizer: torch.optim.Optimizer) -> None:

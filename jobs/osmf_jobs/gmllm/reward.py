@@ -31,6 +31,8 @@ from osmf_jobs.gmodel.training.fit import fit
 from osmf_jobs.gmodel.training.parallel import unsharded_model
 from osmf_jobs.gmodel.training.progress import ProgressReporter
 
+from osmf_jobs.runtime import InvalidInput
+
 from .common import Resume, fit_settings, prepare_model, publish_model, sharded_loading
 
 EVAL_MAX_PAIRS = 8192  # held-out pairs scored (twice: with and without the group tokens)
@@ -66,14 +68,25 @@ def group_pairs(pairs: list[PairExample]) -> list[GroupPairs]:
 
 def groups_batch(model: GroupMLLM, processor: Any, data: GaipData, groups: list[GroupPairs]):
     """One row per (group, distinct image); returns the batch and each pair's (chosen, rejected) row."""
-    reps, titles, images, rows = [], [], [], []
+    reps, titles, uris, rows = [], [], [], []
     for group in groups:
-        offset = len(images)
+        offset = len(uris)
         reps += [data.representatives[group.key]] * len(group.images)
         titles += [data.titles[group.key[0]]] * len(group.images)
-        images += [data.image(uri) for uri in group.images]
+        uris += group.images
         rows += [(offset + c, offset + r) for c, r in group.pairs]
-    return score_batch_inputs(model, processor, reps, titles, images), rows
+    stats = image_stats(model, data, uris) if model.interaction is not None else None
+    return score_batch_inputs(model, processor, reps, titles, [data.image(uri) for uri in uris], stats), rows
+
+
+def image_stats(model: GroupMLLM, data: GaipData, uris: list[str]) -> Any:
+    """The interaction's image statistics, computed once per image for the whole run (every epoch
+    scores the same logged images)."""
+    cache = model.__dict__.setdefault("stats_cache", {})
+    missing = [uri for uri in dict.fromkeys(uris) if uri not in cache]
+    if missing:
+        cache.update(zip(missing, model.stats_encoder.encode([data.image(uri) for uri in missing])[0]))
+    return np.stack([cache[uri] for uri in uris])
 
 
 def init_head_bias(model: GroupMLLM, pairs: list[PairExample]) -> None:
@@ -100,8 +113,6 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     sharded = sharded_loading(spec.training, device)  # FSDP: LLaVA on meta, each rank reads its shards
     model, processor, info = load_gmodel(init_dir, reward_head=True, device=device.device, empty=sharded)
     if model.group_dim != data.group_dim or model.n_vectors != data.n_vectors:
-        from osmf_jobs.runtime import InvalidInput
-
         raise InvalidInput(
             f"spec.initFromRef: the pretrain run reads {model.n_vectors}×{model.group_dim} group vectors but this grouping has "
             f"{data.n_vectors}×{data.group_dim}; train both on the same AudienceGrouping"
@@ -112,6 +123,8 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
     if not info.get("train_vision", True):
         model.mllm.model.vision_tower.requires_grad_(False)
     init_head_bias(model, train)
+    blind = spec.reward.group_blind
+    interaction = None if blind else attach_interaction(model, inputs.grouping, None if sharded else device.device)
     resume = Resume(ctx, device)
     weight = spec.reward.ctr_loss_weight
     groups = group_pairs(train)
@@ -123,7 +136,7 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
 
     def pair_loss(module: Any, prepared: Any):
         batch, rows, ctr = prepared
-        scores = module(**batch.to(next(p for p in module.parameters()).device).model_inputs(), output="score")
+        scores = module(**batch.to(next(p for p in module.parameters()).device).model_inputs(), output="score", zero_group=blind)
         rows, ctr = rows.to(scores.device), ctr.to(scores.device, scores.dtype)
         chosen, rejected = scores[rows[:, 0]], scores[rows[:, 1]]
         loss = -F.logsigmoid(chosen - rejected).mean()  # every pair of the step weighs the same
@@ -161,20 +174,53 @@ def run(ctx: Any, inputs: Any, data: GaipData, device: Device) -> dict[str, Any]
         started = time.monotonic()
         model.eval()
         with torch.no_grad(), device.autocast():
-            heldout, per_group = pairwise_accuracy(model, processor, data, held_out, spec.training.batch_size, device)
-            trained, _ = pairwise_accuracy(model, processor, data, train[:EVAL_MAX_TRAIN_PAIRS], spec.training.batch_size, device)
+            heldout, per_group = pairwise_accuracy(model, processor, data, held_out, spec.training.batch_size, device, blind)
+            heldout["preference_model_pairwise_accuracy"] = preference_model_accuracy(inputs.grouping, data, held_out)
+            trained, _ = pairwise_accuracy(model, processor, data, train[:EVAL_MAX_TRAIN_PAIRS], spec.training.batch_size, device, blind)
         metrics |= heldout | {"train_pairwise_accuracy": trained["pairwise_accuracy"], "eval_seconds": round(time.monotonic() - started, 2)}
         ctx.store.write_json(GModel.EVAL_PER_GROUP, per_group)
         publish_model(ctx, model, processor, {
             "base_model": info.get("base_model"), "train_vision": info.get("train_vision", True), "task": "reward",
-            "init": inputs.init.uri, "seed": spec.training.seed,
+            "init": inputs.init.uri, "seed": spec.training.seed, "group_blind": blind,
+            **({"interaction": interaction} if interaction else {}),
         })
     return metrics
 
 
-def pairwise_accuracy(model: GroupMLLM, processor: Any, data: GaipData, pairs: list[PairExample], batch_size: int, device: Device) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Share of pairs where the chosen image scores higher, with the group tokens and with them zeroed.
-    Each (group, image) is scored once; chunks hold about 2 × batch_size rows."""
+def attach_interaction(model: GroupMLLM, grouping: Any, device: Any = None) -> dict[str, Any]:
+    """Give the GRM its group × image term over the grouping's preference-model image features."""
+    from osmf_jobs.gmodel.model import PreferenceInteraction, image_stats_encoder
+    from osmf_jobs.paag import Assigner
+
+    assigner = Assigner.load(grouping.uri, with_groups=False)
+    arrays = assigner.model.a
+    if arrays["c2.weight"].shape[0] != model.group_dim:
+        raise InvalidInput(f"the grouping's preference model has {arrays['c2.weight'].shape[0]}-d vectors but the G-MLLM reads "
+                           f"{model.group_dim}; train both on the same AudienceGrouping")
+    model.interaction = PreferenceInteraction(model.group_dim, int(arrays["creative.mean"].shape[0]))
+    model.interaction.load_creative_tower(arrays)
+    if device is not None:  # a model built on the meta device is placed when it is sharded
+        model.interaction.to(device)
+    model.stats_encoder = image_stats_encoder(assigner.config["image_encoder"])
+    return {"image_encoder": assigner.config["image_encoder"], "stats_dim": int(arrays["creative.mean"].shape[0])}
+
+
+def preference_model_accuracy(grouping: Any, data: GaipData, pairs: list[PairExample]) -> float | None:
+    """The grouping's preference model, as a scorer, on the same held-out pairs (what `auto` compares)."""
+    from osmf_jobs.scoring import PreferenceModelScorer, pairwise_accuracy as scorer_accuracy
+
+    scorer = PreferenceModelScorer(grouping, "spec.datasetRef")
+    rows = [(data.representatives[(p.product_id, p.group_id)], data.titles[p.product_id], data.image(p.chosen_uri), data.image(p.rejected_uri))
+            for p in pairs]
+    value = scorer_accuracy(scorer, rows)
+    return None if value is None else round(value, 4)
+
+
+def pairwise_accuracy(model: GroupMLLM, processor: Any, data: GaipData, pairs: list[PairExample], batch_size: int, device: Device,
+                      group_blind_model: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Share of pairs where the chosen image scores higher, with the group tokens and with them zeroed
+    (a group-blind GRM is scored blind both ways). Each (group, image) is scored once; chunks hold
+    about 2 × batch_size rows."""
     wins: dict[bool, list[float]] = {False: [], True: []}
     margins: list[float] = []
     ordered: list[PairExample] = []
@@ -189,7 +235,7 @@ def pairwise_accuracy(model: GroupMLLM, processor: Any, data: GaipData, pairs: l
         batch, rows = groups_batch(model, processor, data, chunk)
         batch = batch.to(device.device)
         for blind in (False, True):
-            scores = model(**batch.model_inputs(), zero_group=blind, output="score")
+            scores = model(**batch.model_inputs(), zero_group=blind or group_blind_model, output="score")
             chosen, rejected = (scores[torch.tensor([r[k] for r in rows], device=scores.device)] for k in (0, 1))
             wins[blind] += ((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).tolist()
             if not blind:

@@ -26,19 +26,23 @@ class Batch:
     vision: dict[str, torch.Tensor]  # pixel_values (+ image_sizes for LLaVA-NeXT)
     answer_mask: torch.Tensor | None = None  # (B, T) bool, answer tokens (incl. </s>)
     answer_len: int = 0  # longest answer: the tail the LM head must cover
+    image_stats: torch.Tensor | None = None  # (B, F) statistics of the scored images (a GRM's interaction)
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: t.to(device) if t is not None else None  # noqa: E731
         return Batch(
             move(self.input_ids), move(self.attention_mask), move(self.group_mask), move(self.representatives),
-            {k: v.to(device) for k, v in self.vision.items()}, move(self.answer_mask), self.answer_len,
+            {k: v.to(device) for k, v in self.vision.items()}, move(self.answer_mask), self.answer_len, move(self.image_stats),
         )
 
     def model_inputs(self) -> dict[str, Any]:
-        return {
+        inputs = {
             "input_ids": self.input_ids, "attention_mask": self.attention_mask, "group_mask": self.group_mask,
             "representatives": self.representatives, **self.vision,
         }
+        if self.image_stats is not None:
+            inputs["image_stats"] = self.image_stats
+        return inputs
 
 
 def to_rgb(image: Any) -> Any:

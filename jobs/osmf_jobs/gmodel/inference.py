@@ -37,9 +37,16 @@ def prompt_batch(model: GroupMLLM, processor: Any, requests: Sequence[PromptRequ
     return assemble(ids, [r.representatives for r in requests], vision, processor.tokenizer.pad_token_id, model.n_tokens, answer_ids)
 
 
-def score_batch_inputs(model: GroupMLLM, processor: Any, representatives: Sequence[np.ndarray], titles: Sequence[str], images: Sequence[Any]) -> Batch:
+def score_batch_inputs(model: GroupMLLM, processor: Any, representatives: Sequence[np.ndarray], titles: Sequence[str], images: Sequence[Any],
+                       image_stats: np.ndarray | None = None) -> Batch:
+    """The GRM's rows; a GRM with the group × image interaction also gets the images' statistics
+    (computed here unless the caller has them)."""
     ids, vision = encode_prompts(processor, images, [instruction("score", title=t) for t in titles])
-    return assemble(ids, list(representatives), vision, processor.tokenizer.pad_token_id, model.n_tokens)
+    batch = assemble(ids, list(representatives), vision, processor.tokenizer.pad_token_id, model.n_tokens)
+    if model.interaction is not None:
+        stats = model.stats_encoder.encode(list(images))[0] if image_stats is None else image_stats
+        batch.image_stats = torch.as_tensor(np.asarray(stats), dtype=torch.float32)
+    return batch
 
 
 @torch.no_grad()
@@ -133,7 +140,8 @@ class RewardModel:
         for start in range(0, len(images), batch_size):
             stop = start + batch_size
             batch = score_batch_inputs(self.model, self.processor, representatives[start:stop], product_titles[start:stop], images[start:stop]).to(self.device)
-            scores += self.model(**batch.model_inputs(), zero_group=zero_group, output="score").tolist()
+            blind = zero_group or bool(self.info.get("group_blind"))  # a group-blind GRM never reads the group
+            scores += self.model(**batch.model_inputs(), zero_group=blind, output="score").tolist()
         return scores
 
     def score(self, representatives: np.ndarray, product_title: str, image: Any, zero_group: bool = False) -> float:

@@ -68,10 +68,49 @@ class GroupProjector(nn.Module):
         return torch.einsum("kn,bnh->bkh", self.mix.to(per_vector.dtype), per_vector) + self.slot.to(per_vector.dtype)
 
 
-class GroupMLLM(nn.Module):
-    """LLaVA + group projector (+ scalar reward head). One `forward` so DDP sees every call."""
+class PreferenceInteraction(nn.Module):
+    """The GRM's explicit group × image term: the mean over the group's vectors g_k of ⟨W g_k, v⟩.
 
-    def __init__(self, mllm: nn.Module, group_dim: int, n_vectors: int, n_tokens: int, reward_head: bool = False):
+    v is the image's creative vector under the AudienceGrouping's preference model (its image
+    encoder's statistics through the creative tower PAAG trained on the impressions): frozen
+    features that live in the same space as the group vectors, so with W = I the term starts as
+    PAAG's own ⟨e, v⟩ and training on GAIP pairs adjusts W beside the LM's score. Without it the
+    score is a head on the LM's last hidden state, which learns the group × image saddle slowly
+    (held-out pairwise accuracy 0.58–0.61 on the demo world).
+    """
+
+    def __init__(self, group_dim: int, stats_dim: int):
+        super().__init__()
+        self.register_buffer("stats_mean", torch.zeros(stats_dim))
+        self.register_buffer("stats_std", torch.ones(stats_dim))
+        self.norm = nn.LayerNorm(stats_dim)
+        self.c1, self.c2 = nn.Linear(stats_dim, group_dim), nn.Linear(group_dim, group_dim)
+        for module in (self.norm, self.c1, self.c2):
+            module.requires_grad_(False)
+        self.weight = nn.Parameter(torch.eye(group_dim))
+
+    def load_creative_tower(self, arrays: dict[str, Any]) -> None:
+        """Copy the preference model's creative tower (the grouping's exported numpy arrays)."""
+        with torch.no_grad():
+            self.stats_mean.copy_(torch.as_tensor(arrays["creative.mean"]))
+            self.stats_std.copy_(torch.as_tensor(arrays["creative.std"]))
+            for module, name in ((self.norm, "creative_ln"), (self.c1, "c1"), (self.c2, "c2")):
+                module.weight.copy_(torch.as_tensor(arrays[f"{name}.weight"]))
+                module.bias.copy_(torch.as_tensor(arrays[f"{name}.bias"]))
+
+    def forward(self, representatives: torch.Tensor, image_stats: torch.Tensor) -> torch.Tensor:  # (B, n, d), (B, F) → (B,)
+        x = self.norm((image_stats.float() - self.stats_mean) / self.stats_std)
+        v = self.c2(nn.functional.gelu(self.c1(x), approximate="tanh"))
+        g = representatives.float() @ self.weight.T
+        return (g * v[:, None, :]).sum(-1).mean(-1)
+
+
+class GroupMLLM(nn.Module):
+    """LLaVA + group projector (+ scalar reward head, + the group × image interaction). One `forward`
+    so DDP sees every call."""
+
+    def __init__(self, mllm: nn.Module, group_dim: int, n_vectors: int, n_tokens: int, reward_head: bool = False,
+                 interaction_stats: int = 0):
         super().__init__()
         self.mllm = mllm
         hidden = mllm.config.text_config.hidden_size
@@ -81,6 +120,8 @@ class GroupMLLM(nn.Module):
         if self.reward_head is not None:
             nn.init.normal_(self.reward_head.weight, std=0.02)
             nn.init.zeros_(self.reward_head.bias)
+        self.interaction = PreferenceInteraction(group_dim, interaction_stats) if reward_head and interaction_stats else None
+        self.stats_encoder: Any = None  # the image encoder behind the interaction's statistics (not a module)
 
     def embed(self, input_ids: torch.Tensor, group_mask: torch.Tensor, representatives: torch.Tensor, zero_group: bool = False) -> torch.Tensor:
         embeds = self.mllm.get_input_embeddings()(input_ids)
@@ -100,9 +141,11 @@ class GroupMLLM(nn.Module):
         zero_group: bool = False,
         output: str = "logits",
         logits_to_keep: int = 0,
+        image_stats: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """output="logits": LM logits of the last `logits_to_keep` positions (0 = all);
-        output="score": the reward head on the last position's hidden state (rows are left-padded)."""
+        output="score": the reward head on the last position's hidden state (rows are left-padded),
+        plus the group × image interaction on `image_stats` unless the group is zeroed."""
         kwargs: dict[str, Any] = {
             "inputs_embeds": self.embed(input_ids, group_mask, representatives, zero_group),
             "attention_mask": attention_mask,
@@ -114,7 +157,12 @@ class GroupMLLM(nn.Module):
             if self.reward_head is None:
                 raise ValueError("this G-MLLM has no reward head; load a reward-task model")
             hidden = self.mllm.model(**kwargs).last_hidden_state[:, -1]
-            return self.reward_head(hidden.to(self.reward_head.weight.dtype)).squeeze(-1).float()
+            score = self.reward_head(hidden.to(self.reward_head.weight.dtype)).squeeze(-1).float()
+            if self.interaction is not None and not zero_group:
+                if image_stats is None:
+                    raise ValueError("this GRM scores with the group × image interaction: pass image_stats")
+                score = score + self.interaction(representatives, image_stats)
+            return score
         return self.mllm(**kwargs, logits_to_keep=logits_to_keep).logits
 
     # ---- persistence -----------------------------------------------------------------------
@@ -123,6 +171,8 @@ class GroupMLLM(nn.Module):
         state = {f"group_projector.{k}": v for k, v in self.group_projector.state_dict().items()}
         if self.reward_head is not None:
             state |= {f"reward_head.{k}": v for k, v in self.reward_head.state_dict().items()}
+        if self.interaction is not None:
+            state |= {f"interaction.{k}": v for k, v in self.interaction.state_dict().items()}
         return state
 
     def load_group_state_dict(self, state: dict[str, torch.Tensor], strict_head: bool = True) -> None:
@@ -134,6 +184,9 @@ class GroupMLLM(nn.Module):
         head = {k.removeprefix("reward_head."): v for k, v in state.items() if k.startswith("reward_head.")}
         if self.reward_head is not None and (head or strict_head):
             self.reward_head.load_state_dict(head)
+        interaction = {k.removeprefix("interaction."): v for k, v in state.items() if k.startswith("interaction.")}
+        if self.interaction is not None and interaction:
+            self.interaction.load_state_dict(interaction)
 
 
 def save_gmodel(model: GroupMLLM, processor: Any, path: Path, meta: dict[str, Any]) -> None:
@@ -182,11 +235,25 @@ def load_gmodel(path: Path, reward_head: bool | None = None, dtype: torch.dtype 
     else:
         mllm, processor = load_hf_llava(path / GModel.MLLM_DIR, dtype=dtype, device=device)
     want_head = info["role"] == "reward" if reward_head is None else reward_head
-    model = GroupMLLM(mllm, info["group_dim"], info["n_vectors"], info["group_tokens"], reward_head=want_head)
+    interaction = info.get("interaction") if want_head and info["role"] == "reward" else None
+    model = GroupMLLM(mllm, info["group_dim"], info["n_vectors"], info["group_tokens"], reward_head=want_head,
+                      interaction_stats=int(interaction["stats_dim"]) if interaction else 0)
     model.load_group_state_dict(load_file(str(path / GModel.GROUP_WEIGHTS)), strict_head=info["role"] == "reward" and want_head)
+    if interaction:
+        model.stats_encoder = image_stats_encoder(interaction["image_encoder"])
     if empty:
         return model, processor, info
-    return model.to(device=device, dtype=dtype), processor, info
+    model = model.to(device=device, dtype=dtype)
+    if model.interaction is not None:
+        model.interaction.float()  # frozen statistics and a small matrix: always in fp32
+    return model, processor, info
+
+
+def image_stats_encoder(uri: str) -> Any:
+    """The image encoder whose statistics feed the interaction (the grouping's, by its URI)."""
+    from osmf_jobs.paag.encoders import ImageEncoder
+
+    return ImageEncoder(uri, "the GRM's interaction (the grouping's spec.model.imageEncoder)")
 
 
 def load_hf_llava(path: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):

@@ -1,5 +1,9 @@
 """GroupDPORun step `train`: rounds of sample → render → score → DPO on a LoRA adapter, then the
-held-out comparison of the final policy against the initial one, judged by the GRM."""
+held-out comparison of the final policy against the initial one, judged by the same reward.
+
+The reward is `spec.dpo.reward` (`osmf_jobs.scoring`): the grouping's preference model (a group's
+expected CTR for the rendered image) or the GRM; `auto` takes the one with the higher held-out
+pairwise accuracy. The DPO step of each round is trl's DPOTrainer (`trainer.py`)."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ class Pair:
     rejected: list[int]
     reference_chosen: float  # summed log-prob under the frozen pre-trained policy
     reference_rejected: float
-    score_margin: float  # GRM score of chosen minus rejected
+    score_margin: float  # reward of chosen minus rejected
 
 
 def lora_target_pattern(modules: list[str]) -> str:
@@ -56,13 +60,14 @@ def stable_seed(*parts: Any) -> int:
     return int(stable_unit(*parts) * 2**31)
 
 
-def main(ctx: JobContext) -> None:
+def main(ctx: JobContext, scorer_factory: Any = None) -> None:
+    """`scorer_factory(spec.dpo.reward, grouping, reward, scratch, field, device) -> (scorer, record)`
+    defaults to `osmf_jobs.scoring.make_scorer`; evaluation harnesses pass another (an oracle reward)."""
     inputs = resolve_inputs(ctx)  # cheap checks before torch is imported
 
     import torch
 
     from osmf_jobs.gmodel.data import load_gaip
-    from osmf_jobs.gmodel.inference import RewardModel
     from osmf_jobs.gmodel.location import gmodel_dir
     from osmf_jobs.gmodel.model import load_gmodel
     from osmf_jobs.gmodel.training.checkpoint import Checkpointer
@@ -83,15 +88,16 @@ def main(ctx: JobContext) -> None:
     # Frozen weights in the compute precision on GPU; the LoRA weights stay fp32 (peft's default).
     base_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(device.precision, torch.float32)
     model, processor, info = load_gmodel(gmodel_dir(inputs.policy, "spec.policyRef"), reward_head=False, dtype=base_dtype, device=device.device)
-    grm_model, grm_processor, grm_info = load_gmodel(gmodel_dir(inputs.reward, "spec.rewardModelRef"), dtype=base_dtype, device=device.device)
-    for name, gm in (("spec.policyRef", model), ("spec.rewardModelRef", grm_model)):
+    if scorer_factory is None:
+        from osmf_jobs.scoring import make_scorer as scorer_factory
+    scorer, reward_choice = scorer_factory(dpo.reward, inputs.grouping, inputs.reward, "spec.dpo.reward", device.device)
+    judges = [("spec.policyRef", model)] + ([("spec.rewardModelRef", scorer.grm.model)] if hasattr(scorer, "grm") else [])
+    for name, gm in judges:
         if (gm.n_vectors, gm.group_dim) != (data.n_vectors, data.group_dim):
             raise InvalidInput(
                 f"{name}: the model reads {gm.n_vectors}×{gm.group_dim} group vectors but the dataset's grouping has "
                 f"{data.n_vectors}×{data.group_dim}; use models trained on this AudienceGrouping"
             )
-    grm_model.requires_grad_(False)
-    grm = RewardModel(grm_model, grm_processor, grm_info, device.device)
     renderer = make_renderer(spec.rendering, device=device.device)
     peft_model = attach_lora(model, spec.lora, dpo.seed)
     if dpo.gradient_checkpointing:
@@ -99,7 +105,7 @@ def main(ctx: JobContext) -> None:
 
         enable_gradient_checkpointing(model.mllm)
 
-    job = GroupDPOJob(ctx, inputs, data, model, processor, peft_model, grm, renderer, device)
+    job = GroupDPOJob(ctx, inputs, data, model, processor, peft_model, scorer, renderer, device)
     checkpointer = Checkpointer(ctx.store)
     found = checkpointer.load()
     rounds: list[dict[str, Any]] = []
@@ -129,24 +135,17 @@ def main(ctx: JobContext) -> None:
         "pairs_per_group": job.pairs_per_group,
         "train_seconds": round(train_seconds, 2), "precision": device.precision, "world_size": device.world_size,
         "lora_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        # The judge's own held-out accuracy: a GRM-judged win rate means little when this is ~0.5.
-        "reward_model_pairwise_accuracy": judge_accuracy(inputs.reward),
+        # The judge's own held-out accuracy: a judged win rate means little when this is ~0.5.
+        "reward": reward_choice.get("used"),
+        "reward_pairwise_accuracy": reward_choice.get("heldout_pairwise_accuracy", {}).get(reward_choice.get("used")),
         "reward_margin_per_round": [r["reward_margin"] for r in rounds],
-        "grm_mean_score_per_round": [r["grm_mean_score"] for r in rounds],
+        "reward_mean_score_per_round": [r["reward_mean_score"] for r in rounds],
     } | final["metrics"]
     if device.is_main:
         job.publish(rounds, final["samples"], metrics)
     barrier(device)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-
-
-def judge_accuracy(reward_store: Any) -> float | None:
-    """The GRM run's held-out pairwise accuracy, as its metrics.json recorded it."""
-    try:
-        return reward_store.read_json(METRICS).get("pairwise_accuracy")
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def attach_lora(model: Any, lora: Any, seed: int) -> Any:
@@ -172,30 +171,25 @@ def attach_lora(model: Any, lora: Any, seed: int) -> Any:
 
 
 class GroupDPOJob:
-    """One run's state: the policy (LoRA on), the frozen GRM and renderer, and the data."""
+    """One run's state: the policy (LoRA on), the frozen reward and renderer, and the data."""
 
-    def __init__(self, ctx: Any, inputs: Any, data: Any, model: Any, processor: Any, peft_model: Any, grm: Any, renderer: Any, device: Any):
-        from osmf_jobs.gmodel.training.fit import FitSettings
+    def __init__(self, ctx: Any, inputs: Any, data: Any, model: Any, processor: Any, peft_model: Any, scorer: Any, renderer: Any, device: Any):
         from osmf_jobs.gmodel.training.progress import ProgressReporter
 
         self.ctx, self.inputs, self.data = ctx, inputs, data
         self.model, self.processor, self.peft_model = model, processor, peft_model
-        self.grm, self.renderer, self.device = grm, renderer, device
+        self.scorer, self.renderer, self.device = scorer, renderer, device
         self.dpo, self.rendering = ctx.spec.dpo, ctx.spec.rendering
         self.tokenizer = processor.tokenizer
         n_train = len(data.group_keys(train=True))
-        self.settings = lambda round_index: FitSettings(  # noqa: E731
-            epochs=self.dpo.epochs, learning_rate=self.dpo.learning_rate, batch_size=self.dpo.batch_size,
-            scheduler="constant", seed=self.dpo.seed + round_index,
-        )
         # Progress units per round: one per sampled (product, group), then the DPO steps (bounded
         # by the steps of pairsPerGroup pairs for every group).
         self.sample_units = n_train
         self.pairs_per_group = self.dpo.pairs_per_group or self.dpo.samples_per_group // 2
-        self.max_steps = self.settings(0).total_steps(n_train * self.pairs_per_group, device.world_size)
+        per_rank = -(-n_train * self.pairs_per_group // device.world_size)
+        self.max_steps = self.dpo.epochs * -(-per_rank // self.dpo.batch_size)
         self.units_per_round = self.sample_units + self.max_steps
         self.progress = ProgressReporter(ctx, 0)
-        self._ddp: Any = None
 
     # ---- pieces ------------------------------------------------------------------------------
 
@@ -225,7 +219,7 @@ class GroupDPOJob:
 
     def score(self, keys: list[tuple[str, int]], prompts: list[list[str]], round_seed: int) -> list[list[float]]:
         """Render every prompt around its product (one render seed per key, so only the prompt
-        differs between a key's candidates) and score it with the GRM."""
+        differs between a key's candidates) and score it with the reward."""
         reps, titles, images = [], [], []
         for key, texts in zip(keys, prompts):
             product = self.data.image(self.data.product_images[key[0]])
@@ -234,18 +228,24 @@ class GroupDPOJob:
             reps += [self.data.representatives[key]] * len(texts)
             titles += [self.data.titles[key[0]]] * len(texts)
         with self.device.autocast():
-            flat = self.grm.score_batch(reps, titles, images, batch_size=max(8, self.dpo.batch_size * 2))
+            flat = self.scorer.score_batch(reps, titles, images)
         n = len(prompts[0]) if prompts else 0
         return [flat[i * n : (i + 1) * n] for i in range(len(keys))]
 
-    def logprobs(self, module: Any, keys: list[tuple[str, int]], answers: list[list[int]]) -> Any:
-        """Summed log-probability of each answer (token ids) given its key's group, product and instruction."""
-        from osmf_jobs.gmodel.batching import answer_logprobs, assemble, encode_prompts
+    def answers_batch(self, keys: list[tuple[str, int]], answers: list[list[int]]) -> Any:
+        """(group tokens, product image, prompt instruction) rows, each followed by its answer (token ids)."""
+        from osmf_jobs.gmodel.batching import assemble, encode_prompts
         from osmf_jobs.gmodel.text import instruction
 
         requests = self.requests(keys)
         ids, vision = encode_prompts(self.processor, [r.product_image for r in requests], [instruction("prompt", title=r.product_title) for r in requests])
-        batch = assemble(ids, [r.representatives for r in requests], vision, self.tokenizer.pad_token_id, self.model.n_tokens, answers).to(self.device.device)
+        return assemble(ids, [r.representatives for r in requests], vision, self.tokenizer.pad_token_id, self.model.n_tokens, answers)
+
+    def logprobs(self, module: Any, keys: list[tuple[str, int]], answers: list[list[int]]) -> Any:
+        """Summed log-probability of each answer (token ids) given its key's group, product and instruction."""
+        from osmf_jobs.gmodel.batching import answer_logprobs
+
+        batch = self.answers_batch(keys, answers).to(self.device.device)
         logits = module(**batch.model_inputs(), logits_to_keep=batch.answer_len + 1)
         return answer_logprobs(logits, batch)[0]
 
@@ -274,8 +274,6 @@ class GroupDPOJob:
     def run_round(self, round_index: int, train_keys: list[tuple[str, int]]) -> dict[str, Any]:
         import numpy as np
 
-        from osmf_jobs.gmodel.training.fit import fit
-        from .loss import dpo_loss
 
         dev = self.device
         keys = train_keys[dev.rank :: dev.world_size]
@@ -300,32 +298,24 @@ class GroupDPOJob:
         distinct = self.gather([len(set(t)) / len(t) for t in texts if t])
         stats_log: list[dict[str, float]] = []
         if pairs:
-            import torch
+            from .trainer import dpo_config, train_round
 
-            def loss_fn(indices: list[int]):
-                chunk = [pairs[i] for i in indices]
-                keys_ = [p.key for p in chunk] * 2
-                logprob = self.logprobs(self.ddp, keys_, [p.chosen for p in chunk] + [p.rejected for p in chunk])
-                n = len(chunk)
-                ref = torch.tensor([p.reference_chosen for p in chunk] + [p.reference_rejected for p in chunk], device=logprob.device)
-                loss, stats = dpo_loss(logprob[:n], logprob[n:], ref[:n], ref[n:], self.dpo.beta)
-                return loss, stats
+            def on_step(step: int, loss: float, stats: dict) -> None:
+                self.progress(base + self.sample_units + step, self.dpo.rounds * self.units_per_round, loss, self.dpo.learning_rate, {"round": round_index + 1})
 
-            def on_step(step: int, total: int, loss: float, lr: float, stats: dict) -> None:
-                stats_log.append({"loss": loss} | stats)
-                self.progress(base + self.sample_units + step, self.dpo.rounds * self.units_per_round, loss, lr, {"round": round_index + 1})
-
+            rows = [{"pair": i, "chosen_ids": p.chosen, "rejected_ids": p.rejected, "ref_chosen_logps": p.reference_chosen,
+                     "ref_rejected_logps": p.reference_rejected} for i, p in enumerate(pairs)]
+            config = dpo_config(self.dpo, self.dpo.seed + round_index, str(self.ctx.scratch / "trl"), dev)
             self.model.train()
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            fit(params, loss_fn, len(pairs), self.settings(round_index), dev,
-                ddp_model=self.ddp if self.ddp is not self.model else None, on_step=on_step)
+            stats_log = train_round(self.model, self.tokenizer, rows, lambda indices, answers: self.answers_batch([pairs[i].key for i in indices], answers),
+                                    config, on_step)
         self.progress(base + self.units_per_round, self.dpo.rounds * self.units_per_round,
                       stats_log[-1]["loss"] if stats_log else 0.0, self.dpo.learning_rate, {"round": round_index + 1})
         mean = lambda xs: round(float(np.mean(xs)), 5) if xs else None  # noqa: E731
         return {
             "round": round_index + 1,
             "pairs": len(pairs),
-            "grm_mean_score": mean(all_scores),
+            "reward_mean_score": mean(all_scores),
             "reward_margin": mean([p.score_margin for p in pairs]),
             "distinct_prompt_share": mean(distinct),
             "dpo_loss_first": stats_log[0]["loss"] if stats_log else None,
@@ -333,19 +323,10 @@ class GroupDPOJob:
             "implicit_accuracy_last": stats_log[-1].get("implicit_accuracy") if stats_log else None,
         }
 
-    @property
-    def ddp(self) -> Any:
-        """The module training steps call: DDP under torchrun (made once the LoRA layers exist)."""
-        if self._ddp is None:
-            from osmf_jobs.gmodel.training.parallel import wrap_ddp
-
-            self._ddp = wrap_ddp(self.model, self.device)
-        return self._ddp
-
     # ---- held-out evaluation -----------------------------------------------------------------
 
     def evaluate(self, eval_keys: list[tuple[str, int]]) -> dict[str, Any]:
-        """Win rate of the final policy over the initial one (adapter off), judged by the GRM on
+        """Win rate of the final policy over the initial one (adapter off), judged by the reward on
         held-out products, and the KL of the final policy to the reference on its own samples."""
         import numpy as np
         import torch
@@ -389,8 +370,8 @@ class GroupDPOJob:
             "heldout_wins": int(sum(decided)),
             "heldout_losses": len(decided) - int(sum(decided)),
             "win_rate_decided": mean(decided),
-            "grm_mean_score_initial": mean(initial_flat),
-            "grm_mean_score_final": mean(final_flat),
+            "reward_mean_score_initial": mean(initial_flat),
+            "reward_mean_score_final": mean(final_flat),
             "kl_to_reference": mean(kls),
         }, "samples": samples}
 
@@ -410,7 +391,7 @@ class GroupDPOJob:
             store.upload(target, GroupDPO.ADAPTER_DIR)
         store.write_json(GroupDPO.POLICY_REF, {
             "policy": {"uri": self.inputs.policy.uri, "digest": self.inputs.policy_digest},
-            "reward": {"uri": self.inputs.reward.uri, "digest": self.inputs.reward_digest},
+            "reward": {"uri": self.inputs.reward.uri, "digest": self.inputs.reward_digest, "used": metrics.get("reward")},
             "adapter": GroupDPO.ADAPTER_DIR,
             "load": "osmf_jobs.gmodel.GroupPolicy.load(<policy uri>, adapter=<this run>)",
         })

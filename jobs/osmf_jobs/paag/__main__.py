@@ -2,6 +2,9 @@
 
     python -m osmf_jobs.paag assign --artifact URI --product ID --user '{"age": "25-34", ...}'
         prints the group id
+    python -m osmf_jobs.paag assign --artifact URI --users users.parquet [--products ID ...] --out groups.parquet
+        assigns every user of the file (user_id + the grouping's attributes) to a group of every product
+        (the grouping's, or those listed), as the predictor would; writes user_id, product_id, group_id
     python -m osmf_jobs.paag score --artifact URI --data URI --impressions FILE --out FILE
         writes the impressions (parquet or csv; user_id, product_id, image_id, ...) with a p_click column;
         user attributes come from the data root's users table (only the model's attributes are read);
@@ -27,7 +30,7 @@ def _fail(message: str) -> int:
     return INVALID
 
 
-def _read_frame(path: str):
+def _read_frame(path: str, what: str):
     """A csv file, or a parquet table through the jobs' reader (a file or a directory of parts)."""
     import pandas as pd
 
@@ -35,7 +38,7 @@ def _read_frame(path: str):
 
     if path.endswith(".csv"):
         return pd.read_csv(path, dtype={"user_id": str, "product_id": str, "image_id": str})
-    return read_parquet(open_store(Path(path).parent), Path(path).name, what="--impressions")
+    return read_parquet(open_store(Path(path).parent), Path(path).name, what=what)
 
 
 def _write_frame(frame, path: str) -> None:
@@ -51,6 +54,10 @@ def _write_frame(frame, path: str) -> None:
 def assign(args: argparse.Namespace) -> int:
     from osmf_jobs.paag.assign import Assigner, UnknownProduct
 
+    if args.users:
+        return assign_audience(args)
+    if not args.product or args.user is None:
+        return _fail("give --product and --user for one user, or --users FILE --out FILE for an audience")
     try:
         user = json.loads(args.user)
     except json.JSONDecodeError as error:
@@ -68,6 +75,44 @@ def assign(args: argparse.Namespace) -> int:
     return 0
 
 
+def assign_audience(args: argparse.Namespace) -> int:
+    """Batch assignment for offline audiences: every user of --users × every product."""
+    import pandas as pd
+
+    from osmf_jobs.paag.assign import Assigner
+
+    if not args.out:
+        return _fail("--users needs --out FILE (.parquet or .csv) for the assignments")
+    try:
+        assigner = Assigner.load(args.artifact)
+    except FileNotFoundError as error:
+        return _fail(f"--artifact {args.artifact}: {error}; give the run directory of a finished AudienceGrouping")
+    from osmf_jobs.runtime import InvalidInput
+
+    try:
+        users = _read_frame(args.users, "--users")
+    except InvalidInput as error:
+        return _fail(f"{error}; give a parquet or csv file")
+    except (OSError, ValueError) as error:
+        return _fail(f"--users {args.users}: cannot read ({error.__class__.__name__}); give a parquet or csv file")
+    if "user_id" not in users.columns:
+        return _fail(f"--users {args.users}: column user_id missing")
+    absent = [a for a in assigner.attributes if a not in users.columns]
+    if absent:
+        return _fail(f"--users {args.users}: attribute column(s) {', '.join(absent)} missing; the grouping reads {', '.join(assigner.attributes)}")
+    products = list(dict.fromkeys(args.products)) if args.products else sorted(assigner.products())
+    unknown = [p for p in products if p not in set(assigner.products())]
+    if unknown:
+        return _fail(f"--products: {unknown[0]!r} has no groups in {args.artifact}; list products the grouping covers")
+    users = users.assign(user_id=users["user_id"].astype(str))
+    frames = [pd.DataFrame({"user_id": users["user_id"], "product_id": product,
+                            "group_id": assigner.assign_many([product] * len(users), users)}) for product in products]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["user_id", "product_id", "group_id"])
+    _write_frame(out, args.out)
+    print(json.dumps({"out": args.out, "users": int(len(users)), "products": len(products), "rows": int(len(out))}))
+    return 0
+
+
 def score(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -80,7 +125,7 @@ def score(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         return _fail(f"--artifact {args.artifact}: {error}; give the run directory of a finished AudienceGrouping")
     try:
-        frame = _read_frame(args.impressions)
+        frame = _read_frame(args.impressions, "--impressions")
     except InvalidInput as error:
         return _fail(f"{error}; give a parquet or csv file")
     except (OSError, ValueError) as error:
@@ -137,10 +182,13 @@ def _new_creatives(assigner, data, new: list[str], image_ids: list[str]):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="osmf grouping", description="Assign users to groups or score impressions with a grouping artifact.")
     sub = parser.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("assign", help="print the group id of a user for a product")
+    a = sub.add_parser("assign", help="the group of one user for a product, or of an audience file for many products")
     a.add_argument("--artifact", required=True, help="the AudienceGrouping run directory (s3://, file:// or a path)")
-    a.add_argument("--product", required=True, help="product id")
-    a.add_argument("--user", required=True, help="user attributes as a JSON object")
+    a.add_argument("--product", help="product id (one user)")
+    a.add_argument("--user", help="user attributes as a JSON object (one user)")
+    a.add_argument("--users", help="parquet or csv of users: user_id and the grouping's attributes (an audience)")
+    a.add_argument("--products", nargs="+", metavar="ID", help="products to assign the audience to (default: all the grouping's)")
+    a.add_argument("--out", help="output file of the audience's assignments (.parquet or .csv): user_id, product_id, group_id")
     s = sub.add_parser("score", help="add p_click to impressions")
     s.add_argument("--artifact", required=True, help="the AudienceGrouping run directory")
     s.add_argument("--data", required=True, help="the logs root with the users (and images) tables")

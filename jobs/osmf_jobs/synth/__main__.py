@@ -1,4 +1,4 @@
-"""`python -m osmf_jobs.synth OUT [--users N --products N --images-per-product N --seed S --noise X --tiny]`"""
+"""`python -m osmf_jobs.synth OUT [--style-space vocabulary|painted] [--users N --products N --images-per-product N --seed S --noise X --tiny]`"""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def _main(argv: list[str] | None = None) -> int:
+    from osmf_jobs.synth.spaces import SPACES
     from osmf_jobs.synth.world import SynthConfig, generate
 
     defaults = SynthConfig()
@@ -23,10 +24,13 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ctr", type=float)
     parser.add_argument("--noise", type=float, help=f"sd of the per-user logit noise (default {defaults.noise})")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--style-space", choices=sorted(SPACES), default=defaults.style_space,
+                        help="how logged creatives are painted: vocabulary (OSMF's own style words, the default) or "
+                             "painted (continuous colours, other motifs: only approximated by OSMF's captioner and renderer)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k not in ("out", "tiny") and v is not None}
     cfg = SynthConfig.tiny(**overrides) if args.tiny else SynthConfig(**overrides)
-    problems = [f"--{k.replace('_', '-')} must be positive" for k, v in overrides.items() if k not in ("seed", "noise") and v <= 0]
+    problems = [f"--{k.replace('_', '-')} must be positive" for k, v in overrides.items() if k not in ("seed", "noise", "style_space") and v <= 0]
     if cfg.noise < 0:
         problems.append("--noise must be >= 0")
     if not 0 < cfg.ctr < 1:

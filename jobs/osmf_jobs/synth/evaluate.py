@@ -1,9 +1,11 @@
-"""Evaluation of a grouping against a synthetic world's truth (the jobs never read truth/).
+"""Evaluation of a pipeline's runs against a synthetic world's truth (the jobs never read truth/).
 
-    python -m osmf_jobs.synth.evaluate WORLD GROUPING [--out FILE]
-    evaluate(world_uri, grouping_uri) -> dict
+    python -m osmf_jobs.synth.evaluate --world WORLD --grouping G [--dataset D --campaign C] --out DIR
+        writes DIR/grouping.json and, with a dataset and a campaign, DIR/campaign-lift.json
+        (`osmf_jobs.synth.lift`: held-out products, the baselines, bootstrap intervals)
+    evaluate_grouping(world_uri, grouping_uri) -> dict
 
-Reported (issue 3 acceptance):
+Reported for the grouping (issue 3 acceptance):
 - `auroc`: the grouping's click model (the numpy `Assigner`, as served) on the world's held-out
   impressions (truth/heldout_impressions.parquet, never logged); `oracle_auroc`: ranking the same
   impressions by the generator's explainable logit (attributes + product + image, without the
@@ -24,11 +26,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from osmf_core.layout import Dataset, Grouping, World
+from osmf_core.layout import ArtifactRoot, Dataset, Grouping, World
 from osmf_jobs import metrics as M
 
 
@@ -57,7 +61,7 @@ def _attribute_only(users: Any, attributes: list[str], ks: list[int], seed: int)
     return {k: KMeans(n_clusters=k, n_init=5, random_state=seed).fit_predict(onehot) for k in sorted(set(ks)) if k > 1}
 
 
-def evaluate(world_uri: str, grouping_uri: str, min_impressions: int = 1, seed: int = 0) -> dict[str, Any]:
+def evaluate_grouping(world_uri: str, grouping_uri: str, min_impressions: int = 1, seed: int = 0) -> dict[str, Any]:
     import pandas as pd
 
     from osmf_jobs.paag import Assigner
@@ -122,19 +126,53 @@ def evaluate(world_uri: str, grouping_uri: str, min_impressions: int = 1, seed: 
     }
 
 
+def reward_accuracies(reward: str | None) -> dict[str, Any]:
+    """The reward run's own held-out figures (what the GRM and the preference model scored)."""
+    if not reward:
+        return {}
+    from osmf_core.layout import METRICS
+    from osmf_core.store import open_store
+
+    metrics = open_store(reward).read_json(METRICS)
+    keys = ("pairwise_accuracy", "pairwise_accuracy_group_blind", "preference_model_pairwise_accuracy")
+    return {f"reward_{k}" if not k.startswith("preference") else k: metrics.get(k) for k in keys}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m osmf_jobs.synth.evaluate", description="Evaluate a grouping against a synthetic world's truth.")
-    parser.add_argument("world", help="the synthetic world root (with truth/)")
-    parser.add_argument("grouping", help="the AudienceGrouping run directory")
+    from .lift import EvaluationError, Evaluator, compare_campaigns, summarize
+
+    parser = argparse.ArgumentParser(prog="python -m osmf_jobs.synth.evaluate", description="Evaluate a pipeline's runs against a synthetic world's truth.")
+    parser.add_argument("--world", required=True, help="the synthetic world root (with truth/)")
+    parser.add_argument("--grouping", required=True, help="the AudienceGrouping run directory")
+    parser.add_argument("--dataset", help="the GAIPDataset run (its eval split are the held-out products); needed with --campaign")
+    parser.add_argument("--campaign", help="the AdImageCampaign run to evaluate")
+    parser.add_argument("--before", help="a campaign from the policy before Group-DPO, over the same products: a paired comparison")
+    parser.add_argument("--reward", help="the reward GMLLMTraining run: its held-out accuracy beside the ceiling the pairs allow")
     parser.add_argument("--min-impressions", type=int, default=1, help="cells with fewer impressions are left out of NDCG")
-    parser.add_argument("--out", help="also write the result as JSON here")
+    parser.add_argument("--out", required=True, help="directory for grouping.json and campaign-lift.json")
     args = parser.parse_args(argv)
-    result = evaluate(args.world, args.grouping, args.min_impressions)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
-    print(text)
+    if bool(args.dataset) != bool(args.campaign):
+        parser.error("--dataset and --campaign go together")
+    if (args.before or args.reward) and not args.campaign:
+        parser.error("--before and --reward need --campaign")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {ArtifactRoot.GROUPING_EVALUATION: evaluate_grouping(args.world, args.grouping, args.min_impressions)}
+    if args.campaign:
+        try:
+            evaluator = Evaluator(args.world, args.grouping, args.dataset)
+            after = evaluator.outcomes(args.campaign)
+            lift = summarize(after)
+            if args.before:
+                lift["versus_before"] = compare_campaigns(after, evaluator.outcomes(args.before))
+            lift["reward_pairs"] = evaluator.reward_pairs() | reward_accuracies(args.reward)
+            results[ArtifactRoot.CAMPAIGN_LIFT] = lift
+        except EvaluationError as error:
+            print(f"osmf evaluate: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+    for name, result in results.items():
+        (out / name).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
     return 0
 
 

@@ -7,22 +7,25 @@ Generative story (all draws from one seeded generator):
   (`CATEGORIES`): each attribute's levels are cut into two contiguous halves and the 2 x 2 cells
   are the segments (two cells merged for 3-segment categories). So a user's segment depends on
   the product, which is why grouping must be product-aware.
-- Each segment prefers one palette, pattern, lighting and mood (distinct within a category where
-  the vocabulary allows). The true click logit of user u seeing creative c of product p is
+- Each segment has a preference in the world's *style space* (`spaces.py`): in the default
+  `vocabulary` space one palette, pattern, lighting and mood (distinct within a category where the
+  vocabulary allows); in the `painted` space a target point in (warmth, brightness, colourfulness,
+  texture). The true click logit of user u seeing creative c of product p is
 
-      logit = intercept + product_bias[p] + segment_bias[cat, seg] + sum_axis beta[axis] * [style_c.axis == pref[cat, seg].axis]
+      logit = intercept + product_bias[p] + segment_bias[cat, seg] + bonus(describe(pixels_c), pref[cat, seg])
               + user_noise[u]
 
   The first four terms are the *explainable* logit: what attributes, product and image determine.
   `user_noise ~ N(0, noise)` is per user and invisible to any model of (attributes, product, image).
-- Creatives are `style.compose(cutout, style.paint_background(style, 64, seed))` with a random
-  vocabulary style each; impressions are (user, product) pairs shown a few random creatives.
+  The style bonus reads the creative's pixels, so any image (a generated one too) is judged alike.
+- Creatives are `style.compose(cutout, space.paint(look, 64, seed))` with a random look each;
+  impressions are (user, product) pairs shown a few random creatives.
 
 Output (DESIGN §5 tables, plus truth/ that the pipeline never reads):
     users.parquet, products.parquet, images.parquet, impressions.parquet, products/*.png, images/*.png
     truth/world.json                 parameters (segments, preferences, biases, intercept, noise)
     truth/segments.parquet           user_id, category, segment
-    truth/images.parquet             image_id, product_id, palette, pattern, lighting, mood, style_index
+    truth/images.parquet             image_id, product_id, the look it was painted from, its description
     truth/impressions.parquet        the logged impressions (same order) + logit, logit_explainable, p_click
     truth/heldout_impressions.parquet  fresh impressions never logged, same columns + clicked
 """
@@ -38,6 +41,8 @@ import numpy as np
 
 from osmf_core.layout import Dataset, World
 from osmf_jobs import style as S
+
+from .spaces import space_named
 
 ATTRIBUTES: dict[str, tuple[Any, ...]] = {
     "age": ("18-24", "25-34", "35-44", "45-54", "55+"),
@@ -60,7 +65,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "mustard": (220, 170, 40), "sky": (120, 180, 235),
 }
 ADJECTIVES = ("classic", "cozy", "sleek", "vintage", "premium", "everyday", "compact", "bold")
-BETA = {"palette": 0.8, "pattern": 0.6, "lighting": 0.5, "mood": 0.5}
 IMAGE_SIZE = 64
 CUTOUT_SIZE = 48
 
@@ -76,6 +80,7 @@ class SynthConfig:
     ctr: float = 0.04  # target mean click rate
     noise: float = 0.6  # sd of the per-user logit noise
     seed: int = 0
+    style_space: str = "vocabulary"  # how creatives are painted and read by the truth (spaces.py)
 
     @staticmethod
     def tiny(**overrides: Any) -> "SynthConfig":
@@ -104,14 +109,6 @@ def _segment_tables(rng: np.random.Generator) -> dict[str, dict[str, Any]]:
             cell = np.unique(cell, return_inverse=True)[1].reshape(cell.shape)
         tables[cat] = {"attributes": [a1, a2], "table": cell.astype(int).tolist()}
     return tables
-
-
-def _preferences(rng: np.random.Generator, segments: int) -> list[dict[str, str]]:
-    picks = {}
-    for axis, words in S.AXES.items():
-        order = rng.permutation(len(words))
-        picks[axis] = [words[order[s % len(words)]] for s in range(segments)]
-    return [{axis: picks[axis][s] for axis in S.AXES} for s in range(segments)]
 
 
 def _cutout(shape: str, colour: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
@@ -156,6 +153,7 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
     out = Path(out)
     (out / World.TRUTH).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
+    space = space_named(cfg.style_space)
 
     # Users.
     n_users = cfg.users
@@ -176,17 +174,10 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
         a1, a2 = seg_tables[cat]["attributes"]
         table = np.asarray(seg_tables[cat]["table"])
         seg_of_user[:, ci] = table[levels[a1], levels[a2]]
-    prefs = {cat: _preferences(rng, CATEGORIES[cat]["segments"]) for cat in cats}
+    prefs = {cat: space.preferences(rng, CATEGORIES[cat]["segments"]) for cat in cats}
     seg_bias = {cat: rng.normal(0.0, 0.3, CATEGORIES[cat]["segments"]).round(4).tolist() for cat in cats}
-
-    # Bonus table: [category, segment, style_index] -> sum of matched preference weights.
-    all_styles = S.Style.all()
+    beta = dict(space.BETA)
     max_seg = max(info["segments"] for info in CATEGORIES.values())
-    bonus = np.zeros((len(cats), max_seg, len(all_styles)))
-    for ci, cat in enumerate(cats):
-        for s, pref in enumerate(prefs[cat]):
-            for k, st in enumerate(all_styles):
-                bonus[ci, s, k] = sum(BETA[ax] for ax in S.AXES if getattr(st, ax) == pref[ax])
 
     # Products and creatives.
     n_prod = cfg.products
@@ -195,7 +186,8 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
     prod_bias = rng.normal(0.0, 0.3, n_prod)
     colour_names = list(COLOURS)
     products, images, image_truth = [], [], []
-    img_style = np.zeros((n_prod, cfg.images_per_product), dtype=np.int64)
+    # bonus[p, j, s]: the style bonus of creative j of product p for segment s of the product's category.
+    bonus = np.zeros((n_prod, cfg.images_per_product, max_seg))
     for p, pid in enumerate(product_ids):
         cat = cats[prod_cat[p]]
         colour = colour_names[int(rng.integers(len(colour_names)))]
@@ -205,15 +197,15 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
         cutout = _cutout(CATEGORIES[cat]["shape"], COLOURS[colour], rng)
         _save_png(out / World.product_image(pid), cutout)
         products.append({"product_id": pid, "title": title, "image_uri": World.product_image(pid), "category": cat})
-        chosen = rng.choice(len(all_styles), size=cfg.images_per_product, replace=False)
-        for j, k in enumerate(chosen):
+        for j, look in enumerate(space.sample_looks(rng, cfg.images_per_product)):
             iid = f"{pid}-c{j}"
-            st = all_styles[int(k)]
-            pixels, _ = S.compose(cutout, S.paint_background(st, IMAGE_SIZE, seed=cfg.seed * 100003 + p * 101 + j))
+            pixels, _ = S.compose(cutout, space.paint(look, IMAGE_SIZE, seed=cfg.seed * 100003 + p * 101 + j))
             _save_png(out / World.creative_image(iid), pixels)
             images.append({"image_id": iid, "product_id": pid, "image_uri": World.creative_image(iid)})
-            image_truth.append({"image_id": iid, "product_id": pid, **dataclasses.asdict(st), "style_index": int(k)})
-            img_style[p, j] = int(k)
+            description = space.describe(pixels)
+            image_truth.append({"image_id": iid, "product_id": pid, **look, **description})
+            for seg, pref in enumerate(prefs[cat]):
+                bonus[p, j, seg] = space.bonus(description, pref, beta)
     say(f"catalog: {n_prod} products, {len(images)} creatives")
 
     def draw_impressions(pairs_per_user: float, rng_: np.random.Generator):
@@ -237,7 +229,7 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
     def explainable(u, p, j, intercept):
         c = prod_cat[p]
         seg = seg_of_user[u, c]
-        return intercept + prod_bias[p] + seg_bias_arr[c, seg] + bonus[c, seg, img_style[p, j]]
+        return intercept + prod_bias[p] + seg_bias_arr[c, seg] + bonus[p, j, seg]
 
     u_imp, p_imp, j_imp = draw_impressions(cfg.products_per_user, rng)
     # Intercept: match the target CTR on the logged impressions (averaging over user noise).
@@ -304,7 +296,8 @@ def generate(out: Path, cfg: SynthConfig, progress: Callable[[str], None] | None
             }
             for cat in cats
         },
-        "beta": BETA,
+        "style_space": space.name,
+        "beta": beta,
         "intercept": intercept,
         "noise": cfg.noise,
         "products": {pid: {"category": cats[prod_cat[p]], "bias": float(prod_bias[p])} for p, pid in enumerate(product_ids)},

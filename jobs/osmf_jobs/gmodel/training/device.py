@@ -19,10 +19,16 @@ class Device:
     precision: str  # what actually runs: bf16 | fp16 | fp32
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def is_node_main(self) -> bool:
+        """The first process of this node: what each node's (pod's) log should say once."""
+        return self.local_rank == 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
@@ -57,7 +63,7 @@ def setup_device(dist: Any, precision: str, timeout_seconds: float | None = None
         if device.type == "cuda":
             kwargs["device_id"] = device  # NCCL binds its communicator to this GPU at once
         torch.distributed.init_process_group(**kwargs)
-    return Device(device, precision, dist.rank, dist.world_size)
+    return Device(device, precision, dist.rank, dist.world_size, dist.local_rank)
 
 
 def leave_process_group(device: Device) -> None:
