@@ -102,7 +102,9 @@ def quota_run(control_plane, queue, pod_bridge, s3_server) -> dict[str, Any]:
     def first_running():
         job = only_job(cp, ns, "first")
         pods = cp.get_json("pods", "-n", ns, "-l", "osmf.dev/name=first")["items"]
-        return (job, pods) if pods and all(p["status"].get("phase") == "Running" for p in pods) else None
+        # KWOK runs the pod before the Job controller records the resume on the Job; wait for both.
+        resumed = (condition(job, "Suspended") or {}).get("status") == "False"
+        return (job, pods) if resumed and pods and all(p["status"].get("phase") == "Running" for p in pods) else None
 
     seen["first_job"], seen["first_pods"] = wait_for("Kueue to admit the 8-GPU Job and its pod to run", first_running, timeout=120)
     seen["first_workload"] = workload_of(cp, ns, seen["first_job"]["metadata"]["uid"])
