@@ -74,6 +74,17 @@ def test_a_resnet_directory_encodes_images(tmp_path: Path) -> None:
     assert stats.shape[0] == 1 and tokens.shape == (1, 4, 64)
 
 
+def test_a_copied_model_shares_its_frozen_image_encoder(tmp_path: Path) -> None:
+    """FSDP keeps a meta-device deep copy of the GRM, whose interaction holds an image encoder."""
+    import copy
+
+    import torch
+
+    holder = torch.nn.Module()
+    holder.stats_encoder = ImageEncoder(str(save_tiny_resnet(tmp_path / "resnet")))
+    assert copy.deepcopy(holder).stats_encoder is holder.stats_encoder
+
+
 def test_a_directory_without_a_model_is_invalid_input_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"^spec.model.textEncoder: .* has no config.json"):
         TextEncoder(str(tmp_path))

@@ -239,6 +239,11 @@ class ImageEncoder:
             self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.uri = uri
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> "ImageEncoder":
+        # Frozen and read-only: a copied model (FSDP's unsharded copy of the GRM) shares it rather
+        # than duplicating its weights (and __new__'s signature would stop copy's default anyway).
+        return self
+
     def _pixels(self, images: Sequence[Any]) -> np.ndarray:
         from PIL import Image
 
