@@ -6,7 +6,7 @@ from the artifact store (children first: a Job that succeeded always has its man
 decide (the shared core) → create/delete children → write status once, only if it changed, with a
 resourceVersion precondition → post the decision's Events.
 
-Triggers: create / update (spec) / resume of each kind; events of owned Jobs and InferenceServices
+Triggers: create or spec change / resume of each kind; events of owned Jobs and InferenceServices
 (re-reconcile the owner); an outcome of a resource (re-reconcile the ones that consume it); and a
 timer every `requeueSeconds` while a resource is not settled (progress, pods, Kueue).
 Handlers return None: kopf never writes handler results into `status`.
@@ -44,6 +44,9 @@ Key = tuple[str, str, str]  # kind, namespace, name
 CREDENTIALS_TTL_SECONDS = 60.0
 # A data listing is reused this long (its digest is the data's part of the input hash).
 FINGERPRINT_TTL_SECONDS = 5.0
+# A watched body is used instead of a GET unless this resource's status was written this recently
+# (the watch may not have delivered that write yet; a body that is behind still only costs a retry).
+WATCH_LAG_SECONDS = 10.0
 
 
 def utcnow() -> datetime:
@@ -129,6 +132,7 @@ class Operator:
         # it starts, so it covers every event that arrived while it waited).
         self._waiting: set[Key] = set()
         self._last_pass: dict[Key, float] = {}  # monotonic time of each resource's last pass
+        self._last_write: dict[Key, float] = {}  # monotonic time of each resource's last status write
         self._fingerprints: dict[tuple[str, S3Credentials | None], tuple[float, threading.Lock, str | None]] = {}
         self._jobset_api: bool | None = None
 
@@ -168,6 +172,7 @@ class Operator:
                 self._consumers.get(dep, set()).discard((kind, name))
             self._locks.pop(me, None)
             self._last_pass.pop(me, None)
+            self._last_write.pop(me, None)
         self.metrics.forget(kind, namespace, name)
 
     # -- the reconcile ----------------------------------------------------------------------------
@@ -178,15 +183,24 @@ class Operator:
             last = self._last_pass.get((kind, namespace, name))
         return last is None or time.monotonic() - last >= 0.9 * self.settings.requeue_seconds
 
-    def reconcile(self, kind: str, namespace: str, name: str) -> Decision | None:
-        """One pass for one resource; None when it is gone or going. Raises KubeError/StoreError to retry."""
+    def written_lately(self, key: Key) -> bool:
+        with self._guard:
+            last = self._last_write.get(key)
+        return last is not None and time.monotonic() - last < WATCH_LAG_SECONDS
+
+    def reconcile(self, kind: str, namespace: str, name: str, body: dict[str, Any] | None = None) -> Decision | None:
+        """One pass for one resource; None when it is gone or going. Raises KubeError/StoreError to retry.
+
+        `body`: the resource as the caller's watch last saw it (kopf's create/update/resume and timer
+        handlers have it), read fresh when not given. A body older than the server's only costs a retry:
+        the status write is guarded by its resourceVersion."""
         start = time.monotonic()
         try:
             with self._lock((kind, namespace, name)):
                 with self._guard:
                     self._waiting.discard((kind, namespace, name))
                     self._last_pass[(kind, namespace, name)] = time.monotonic()
-                return self._reconcile(kind, namespace, name)
+                return self._reconcile(kind, namespace, name, body)
         except Exception as error:
             self.metrics.errors.labels(kind, type(error).__name__).inc()
             raise
@@ -208,8 +222,19 @@ class Operator:
         except (KubeError, OSError) as error:
             LOG.info("reconcile of %s %s/%s deferred: %s", kind, namespace, name, error)
 
-    def _reconcile(self, kind: str, namespace: str, name: str) -> Decision | None:
-        body = self.kube.get(kind, namespace, name)
+    def _reconcile(self, kind: str, namespace: str, name: str, body: dict[str, Any] | None) -> Decision | None:
+        if body is not None and self.written_lately((kind, namespace, name)):
+            body = None  # the watch may not have brought our own last write back yet
+        try:
+            return self._pass(kind, namespace, name, body)
+        except Conflict:
+            if body is None:
+                raise
+            return self._pass(kind, namespace, name, None)  # the watch's body was behind the server's
+
+    def _pass(self, kind: str, namespace: str, name: str, body: dict[str, Any] | None) -> Decision | None:
+        if body is None:
+            body = self.kube.get(kind, namespace, name)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             self.forget(kind, namespace, name)
             return None
@@ -318,7 +343,10 @@ class Operator:
         observed.jobset_api = self.jobset_api
         observed.jobs = self.observe_jobs(resource)  # children first, then the manifest
         store = self.store(resource.namespace, plan.run_uri)
-        observed.manifest = read_manifest(store)
+        # While a step of this run is still going the manifest cannot be there yet (the last step writes
+        # it before it exits): the store is not asked on every pass of a running resource.
+        if not any(job.input_hash == plan.input_hash and job.phase in ("Pending", "Running") for job in observed.jobs):
+            observed.manifest = read_manifest(store)
         if observed.manifest is None:
             observed.progress = self.read_progress(resource, plan, observed.jobs, store, now)
         elif resource.info.serving(resource.spec) is not None:
@@ -416,6 +444,8 @@ class Operator:
                 return
             try:
                 self.kube.patch_status(body["kind"], meta["namespace"], meta["name"], patch, meta.get("resourceVersion"))
+                with self._guard:
+                    self._last_write[(body["kind"], meta["namespace"], meta["name"])] = time.monotonic()
                 return
             except Conflict:
                 fresh = self.kube.get(body["kind"], meta["namespace"], meta["name"])
@@ -438,6 +468,25 @@ class Operator:
 # ---- kopf ---------------------------------------------------------------------------------------
 
 
+class ObservedGenerationDiffBase(kopf.DiffBaseStorage):
+    """kopf's "last handled" state, read from the status the reconcile writes anyway.
+
+    kopf's default keeps a copy of the spec in an annotation and patches it after every handled
+    change: one more write and one more watch event per resource, for what `status.observedGeneration`
+    already says (the spec's generation this operator has acted on). Unobserved → kopf sees a new
+    object and calls `reconcile-create` (a spec change too: the handler is the same); observed → no
+    change, or a resume on the operator's first listing."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        observed = (body.get("status") or {}).get("observedGeneration")
+        if observed is None or observed != body.get("metadata", {}).get("generation"):
+            return None
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None  # the reconcile's own status write is the record
+
+
 def controller_owner(body: dict[str, Any]) -> tuple[str, str] | None:
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("controller") and ref.get("apiVersion") == API_VERSION and ref.get("kind") in KINDS:
@@ -449,9 +498,10 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
     """Every handler on `registry`; the caller adds the login handler (the kubernetes client's, or a test's)."""
     settings = operator.settings
 
-    def run(kind: str, namespace: str, name: str) -> None:
+    def run(kind: str, namespace: str, name: str, body: kopf.Body) -> None:
         try:
-            operator.reconcile(kind, namespace, name)
+            # A snapshot of the watch's latest body (saves a GET per pass); kopf replaces, never edits, it.
+            operator.reconcile(kind, namespace, name, dict(body))
         except Conflict:
             raise kopf.TemporaryError(f"{kind} {namespace}/{name} changed while it was reconciled; again", delay=1)
         except (KubeError, OSError) as error:
@@ -460,6 +510,7 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.diffbase_storage = ObservedGenerationDiffBase()
         settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would be noise
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
@@ -472,12 +523,12 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
     for info in KINDS.values():
         group_version_plural = (GROUP, VERSION, info.plural)
 
-        def on_change(namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
-            return run(_kind, namespace, name)
+        def on_change(namespace: str, name: str, body: kopf.Body, _kind: str = info.kind, **_: Any) -> None:
+            return run(_kind, namespace, name, body)
 
-        def on_timer(namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
+        def on_timer(namespace: str, name: str, body: kopf.Body, _kind: str = info.kind, **_: Any) -> None:
             if operator.due(_kind, namespace, name):  # an event-driven pass may just have looked
-                return run(_kind, namespace, name)
+                return run(_kind, namespace, name, body)
             return None
 
         def on_event(type: str | None, namespace: str, name: str, _kind: str = info.kind, **_: Any) -> None:
@@ -487,8 +538,8 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> kopf.Operat
             for consumer_kind, consumer in operator.consumers_of(_kind, namespace, name):
                 operator.reconcile_quietly(consumer_kind, namespace, consumer)
 
+        # A spec change reaches reconcile-create too (ObservedGenerationDiffBase): no on.update is needed.
         kopf.on.create(*group_version_plural, id="reconcile-create", registry=registry)(on_change)
-        kopf.on.update(*group_version_plural, id="reconcile-update", field="spec", registry=registry)(on_change)
         kopf.on.resume(*group_version_plural, id="reconcile-resume", registry=registry)(on_change)
         kopf.timer(*group_version_plural, id="requeue", interval=settings.requeue_seconds,
                    initial_delay=settings.requeue_seconds, when=lambda body, **_: not settled(body),

@@ -382,6 +382,61 @@ async def test_status_writes_carry_a_resource_version_precondition(cluster, data
     assert stage(cluster, "AudienceGrouping", "grouping") != "Bogus"
 
 
+def requests_for(cluster, plural: str, name: str) -> list[tuple[str, str | None, Any]]:
+    """(action, subresource, body) of every request for one object, oldest first (no lists or watches)."""
+    return [(str(r.action), r.subresource, r.data) for r in cluster.server
+            if r.resource is not None and r.resource.plural == plural and r.name == name]
+
+
+async def test_the_first_pass_uses_the_watched_body_and_kopf_writes_no_bookkeeping(cluster, data_root):
+    await cluster.start_operator()
+    await cluster.create(grouping(data_root))
+    await cluster.wait_job("AudienceGrouping", "grouping", "train")
+    await cluster.wait_condition("AudienceGrouping", "grouping", "Succeeded", "Unknown")
+    await idle(cluster)  # kopf's own bookkeeping, were there any, follows the handler at once
+    requests = requests_for(cluster, "audiencegroupings", "grouping")
+    first_status_write = [subresource for _, subresource, _ in requests].index("status")
+    # The create pass decided from the body kopf's watch delivered: no GET before its status write.
+    assert "action.FETCH" not in [action for action, _, _ in requests[:first_status_write]], requests
+    # kopf's last-handled record is status.observedGeneration: it patches in its finalizer, nothing else.
+    patched = {op["path"] for action, subresource, data in requests if action == "action.UPDATE" and subresource is None
+               for op in data if op["op"] != "test"}
+    assert patched <= {"/metadata/finalizers", "/metadata/resourceVersion"}, requests
+    assert not (cluster.get("AudienceGrouping", "grouping")["metadata"].get("annotations") or {})
+
+
+async def test_a_watched_body_behind_the_server_costs_one_fresh_pass_not_an_error(cluster, data_root):
+    operator = await cluster.start_operator()
+    await cluster.create(grouping(data_root))
+    await cluster.wait_job("AudienceGrouping", "grouping", "train")
+    await cluster.wait_condition("AudienceGrouping", "grouping", "Succeeded", "Unknown")
+    stale = {**cluster.get("AudienceGrouping", "grouping"), "status": {}}  # as the watch saw it at creation
+    await cluster.patch("AudienceGrouping", "grouping", {"status": {"stage": "Bogus"}}, subresource="status")
+    operator._last_write.clear()  # as if this operator had not written it lately: the body is trusted
+    errors_before = generate_latest(operator.metrics.registry).decode().count("osmf_reconcile_errors_total{")
+    decision = await asyncio.to_thread(operator.reconcile, "AudienceGrouping", "default", "grouping", stale)
+    assert decision is not None and decision.status.stage == "Running:train"
+    assert stage(cluster, "AudienceGrouping", "grouping") == "Running:train"
+    assert generate_latest(operator.metrics.registry).decode().count("osmf_reconcile_errors_total{") == errors_before
+    assert len(cluster.created("Job")) == 1
+
+
+async def test_the_manifest_is_read_only_once_no_step_of_the_run_is_going(cluster, data_root, monkeypatch):
+    from osmf_operator import handlers
+
+    operator = await cluster.start_operator()
+    await cluster.create(grouping(data_root))
+    job = await cluster.wait_job("AudienceGrouping", "grouping", "train")
+    await cluster.set_job_status(job, ko.job_running())
+    await cluster.wait_condition("AudienceGrouping", "grouping", "Ready", "True", "JobRunning")
+    reads: list[str] = []
+    monkeypatch.setattr(handlers, "read_manifest", lambda store, _real=handlers.read_manifest: reads.append(store.uri) or _real(store))
+    await asyncio.to_thread(operator.reconcile, "AudienceGrouping", "default", "grouping")
+    assert reads == []  # the run's Job is Running: its manifest comes after it
+    await cluster.run_steps("AudienceGrouping", "grouping")
+    assert reads  # the Job succeeded: the pass that says so read the manifest
+
+
 async def test_an_unreachable_store_is_reported_in_status_and_retried(cluster, data_root, monkeypatch):
     from osmf_operator import handlers
     from osmf_core.store import StoreError
