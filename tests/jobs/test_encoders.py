@@ -88,3 +88,20 @@ def test_a_copied_model_shares_its_frozen_image_encoder(tmp_path: Path) -> None:
 def test_a_directory_without_a_model_is_invalid_input_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"^spec.model.textEncoder: .* has no config.json"):
         TextEncoder(str(tmp_path))
+
+
+def test_image_statistics_are_computed_once_per_picture_and_equal_a_fresh_computation() -> None:
+    from osmf_jobs.paag.encoders import BUILTIN_IMAGE_STATS, image_statistics
+
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)
+    tall = np.ascontiguousarray(wide.reshape(96, 48, 3))  # the same bytes in another shape
+    encoder = ImageEncoder(BUILTIN_IMAGE_STATS)
+    first, _ = encoder.encode([Image.fromarray(wide), Image.fromarray(tall), Image.fromarray(wide)])
+    assert len(encoder._cache) == 2
+    np.testing.assert_array_equal(first[0], image_statistics(wide)[0])
+    np.testing.assert_array_equal(first[1], image_statistics(tall)[0])
+    np.testing.assert_array_equal(first[2], first[0])
+    first[0][:] = 0  # a caller's array is its own: the cache keeps the computed values
+    again, _ = encoder.encode([Image.fromarray(wide)])
+    np.testing.assert_array_equal(again[0], image_statistics(wide)[0])
