@@ -105,3 +105,17 @@ def test_image_statistics_are_computed_once_per_picture_and_equal_a_fresh_comput
     first[0][:] = 0  # a caller's array is its own: the cache keeps the computed values
     again, _ = encoder.encode([Image.fromarray(wide)])
     np.testing.assert_array_equal(again[0], image_statistics(wide)[0])
+
+
+def test_the_statistics_cache_is_bounded_and_the_encoder_copies() -> None:
+    import copy
+
+    from osmf_jobs.paag.encoders import BUILTIN_IMAGE_STATS
+
+    encoder = ImageEncoder(BUILTIN_IMAGE_STATS)
+    encoder.CACHE_ENTRIES = 2
+    pictures = [Image.fromarray(np.full((32, 32, 3), value, np.uint8)) for value in (10, 20, 30)]
+    encoder.encode(pictures)
+    assert 1 <= len(encoder._cache) <= 2
+    copied = copy.deepcopy(encoder)  # FSDP's meta copy of a GRM deep-copies its encoder
+    np.testing.assert_array_equal(copied.encode(pictures)[0], encoder.encode(pictures)[0])

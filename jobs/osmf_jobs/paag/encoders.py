@@ -218,7 +218,7 @@ class ImageStatsEncoder:
         if found is None:
             found = image_statistics(rgb)
             if len(self._cache) >= self.CACHE_ENTRIES:
-                self._cache.pop(next(iter(self._cache)))  # oldest first: dicts keep insertion order
+                self._cache.clear()  # single dict operations only: safe from several threads, no lock to copy
             self._cache[key] = found
         return found
 
