@@ -24,7 +24,7 @@ from typing import Any, Callable
 import kopf
 from pydantic import ValidationError
 
-from osmf_core.api import API_VERSION, GROUP, KINDS, VERSION, OsmfStatus, Resource, SpecError, parse_resource
+from osmf_core.api import API_VERSION, GROUP, KINDS, VERSION, OsmfStatus, Resource, SpecError, Step, parse_resource
 from osmf_core.api.resource import Metadata
 from .builders import BuildError, build_inference_service, build_job_objects, config_map_name, owner_of, rendezvous_service_name, spec_problems
 from .builders.pod import KUEUE_QUEUE_LABEL, MANAGED_BY
@@ -111,6 +111,12 @@ def seconds_since(moment: str | None, now: datetime) -> float:
     except ValueError:
         return float("inf")
     return (now - then).total_seconds()
+
+
+def going_step(resource: Resource, plan: RunPlan, jobs: list[ObservedJob]) -> Step | None:
+    """The first step of this run whose Job is Pending or Running, else None."""
+    current = {job.step: job for job in jobs if job.input_hash == plan.input_hash}
+    return next((s for s in resource.info.steps if s.name in current and current[s.name].phase in ("Running", "Pending")), None)
 
 
 class Operator:
@@ -345,7 +351,7 @@ class Operator:
         store = self.store(resource.namespace, plan.run_uri)
         # While a step of this run is still going the manifest cannot be there yet (the last step writes
         # it before it exits): the store is not asked on every pass of a running resource.
-        if not any(job.input_hash == plan.input_hash and job.phase in ("Pending", "Running") for job in observed.jobs):
+        if going_step(resource, plan, observed.jobs) is None:
             observed.manifest = read_manifest(store)
         if observed.manifest is None:
             observed.progress = self.read_progress(resource, plan, observed.jobs, store, now)
@@ -376,8 +382,7 @@ class Operator:
 
     def read_progress(self, resource: Resource, plan: RunPlan, jobs: list[ObservedJob], store: Any, now: datetime) -> list[dict]:
         """progress.json of the running step, read at most every progressIntervalSeconds (best effort)."""
-        current = {job.step: job for job in jobs if job.input_hash == plan.input_hash}
-        step = next((s for s in resource.info.steps if s.name in current and current[s.name].phase in ("Running", "Pending")), None)
+        step = going_step(resource, plan, jobs)
         if step is None:
             return []
         last = resource.status.progress
