@@ -405,14 +405,21 @@ async def test_the_first_pass_uses_the_watched_body_and_kopf_writes_no_bookkeepi
     assert not (cluster.get("AudienceGrouping", "grouping")["metadata"].get("annotations") or {})
 
 
-async def test_a_watched_body_behind_the_server_costs_one_fresh_pass_not_an_error(cluster, data_root):
+async def a_running_grouping_and_an_older_body(cluster, data_root) -> tuple[Any, dict[str, Any]]:
+    """A grouping whose Job runs, its body as the watch saw it at creation, and a status written since
+    by someone else; kopf is stopped, so only the test's own passes run (its timer would race them)."""
     operator = await cluster.start_operator()
     await cluster.create(grouping(data_root))
     await cluster.wait_job("AudienceGrouping", "grouping", "train")
     await cluster.wait_condition("AudienceGrouping", "grouping", "Succeeded", "Unknown")
-    await cluster.stop_operators()  # from here on only this test's passes run (kopf's timer would race them)
-    stale = {**cluster.get("AudienceGrouping", "grouping"), "status": {}}  # as the watch saw it at creation
+    await cluster.stop_operators()
+    stale = {**cluster.get("AudienceGrouping", "grouping"), "status": {}}
     await cluster.patch("AudienceGrouping", "grouping", {"status": {"stage": "Bogus"}}, subresource="status")
+    return operator, stale
+
+
+async def test_a_watched_body_behind_the_server_costs_one_fresh_pass_not_an_error(cluster, data_root):
+    operator, stale = await a_running_grouping_and_an_older_body(cluster, data_root)
     operator._last_write.clear()  # as if this operator had not written it lately: the body is trusted
     errors_before = generate_latest(operator.metrics.registry).decode().count("osmf_reconcile_errors_total{")
     decision = await asyncio.to_thread(operator.reconcile, "AudienceGrouping", "default", "grouping", stale)
@@ -423,13 +430,7 @@ async def test_a_watched_body_behind_the_server_costs_one_fresh_pass_not_an_erro
 
 
 async def test_a_watched_body_is_not_used_right_after_a_pass(cluster, data_root, monkeypatch):
-    operator = await cluster.start_operator()
-    await cluster.create(grouping(data_root))
-    await cluster.wait_job("AudienceGrouping", "grouping", "train")
-    await cluster.wait_condition("AudienceGrouping", "grouping", "Succeeded", "Unknown")
-    await cluster.stop_operators()  # from here on only this test's passes run (kopf's timer would race them)
-    stale = {**cluster.get("AudienceGrouping", "grouping"), "status": {}}  # as the watch saw it at creation
-    await cluster.patch("AudienceGrouping", "grouping", {"status": {"stage": "Bogus"}}, subresource="status")
+    operator, stale = await a_running_grouping_and_an_older_body(cluster, data_root)
     await asyncio.to_thread(operator.reconcile, "AudienceGrouping", "default", "grouping")  # writes it back
     refused: list[str] = []
     real = operator.kube.patch_status
