@@ -111,13 +111,19 @@ def quota_run(control_plane, queue, pod_bridge, s3_server) -> dict[str, Any]:
 
     cp.apply([grouping("ninth", world, resources={"gpusPerNode": 1})], namespace=ns)
     def ninth_queued():
+        # A pass can meet the Workload before Kueue has tried to admit it (no QuotaReserved message
+        # yet); the resource says Kueue's words from the next pass on (the requeue timer's).
         obj = resource(cp, "ninth")
-        return obj if is_true(obj, "Queued") else None
+        if not is_true(obj, "Queued"):
+            return None
+        job = only_job(cp, ns, "ninth")
+        workload = workload_of(cp, ns, job["metadata"]["uid"])
+        kueue_says = (condition(workload, "QuotaReserved") or {}).get("message") if workload else None
+        return (obj, job, workload) if kueue_says and condition(obj, "Queued")["message"] == kueue_says else None
 
-    seen["ninth_queued"] = wait_for("the ninth GPU's resource to be Queued", ninth_queued, timeout=120)
-    seen["ninth_job_queued"] = only_job(cp, ns, "ninth")
+    seen["ninth_queued"], seen["ninth_job_queued"], seen["ninth_workload_queued"] = wait_for(
+        "the ninth GPU's resource to be Queued in Kueue's words", ninth_queued, timeout=120)
     seen["ninth_pods_queued"] = cp.get_json("pods", "-n", ns, "-l", "osmf.dev/name=ninth")["items"]
-    seen["ninth_workload_queued"] = workload_of(cp, ns, seen["ninth_job_queued"]["metadata"]["uid"])
 
     (pod,) = seen["first_pods"]
     pod_bridge.finish(ns, pod["metadata"]["name"])  # the first Job's only pod ends well
